@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv and install first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint typecheck demo bench clean data
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: on these machines 2.13.0 is a CPU build already on disk; a bare
+	# `torch` would pull a multi-GB CUDA build. pyproject itself declares torch>=2.3.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check market_metarl tests benchmarks scripts
+	$(BIN)/ruff format --check market_metarl tests benchmarks scripts
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest -n 2 tests
+
+demo: $(STAMP)
+	$(BIN)/python -m market_metarl.demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/env_throughput.py
+
+# Rebuild data/ from ../shared/data/raw (see data/MANIFEST.csv for provenance).
+data: $(STAMP)
+	$(BIN)/python scripts/build_bundled_data.py --raw ../shared/data/raw --out data
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,180 @@
+"""The ``market-metarl`` command line (also ``python -m market_metarl``).
+
+Exit codes: 0 success; 2 bad input, with one line ``error: ...`` on stderr and no traceback; 1 for
+anything unexpected. Heavy libraries are imported inside the handlers, so ``--help`` and
+``data list`` answer fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad command-line usage (turned into exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line instead of usage text and exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    import csv
+
+    from market_metarl.data.bundled import manifest_path
+
+    print(f"{'symbol':<8} {'first':<10}  {'last':<10}  {'rows':>6}  licence")
+    with manifest_path().open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            print(
+                f"bundled:{row['symbol']:<8} {row['first_date']:<10}  {row['last_date']:<10}  "
+                f"{row['rows']:>6}  {row['licence']}"
+            )
+    from market_metarl.data.yahoo import list_cached
+
+    for symbol, path in list_cached():
+        print(f"yfinance:{symbol:<7} (cached at {path})")
+    return EXIT_OK
+
+
+def _data_show(args: argparse.Namespace) -> int:
+    from market_metarl.data.sources import load_bars_with_report
+
+    bars, report = load_bars_with_report(args.source)
+    print(f"source   {args.source}")
+    print(f"rows     {report.rows}")
+    print(f"first    {bars.index[0].date()}")
+    print(f"last     {bars.index[-1].date()}")
+    print(f"columns  {', '.join(bars.columns)}")
+    last = bars.iloc[-1]
+    print(
+        f"last bar open {last.open:.4f}  high {last.high:.4f}  low {last.low:.4f}  "
+        f"close {last.close:.4f}  volume {last.volume:.0f}"
+    )
+    for note in report.notes:
+        print(f"note     {note}")
+    for warning in report.warnings:
+        print(f"warning  {warning}")
+    if not report.notes and not report.warnings:
+        print("valid    no problems found")
+    return EXIT_OK
+
+
+def _data_fetch(args: argparse.Namespace) -> int:
+    from market_metarl.data.yahoo import cache_path, fetch_yfinance
+
+    reports = fetch_yfinance(args.symbols, start=args.start, end=args.end)
+    for symbol, report in reports.items():
+        first = report.first.date() if report.first is not None else "-"
+        last = report.last.date() if report.last is not None else "-"
+        print(f"{symbol}: {report.rows} rows {first} .. {last} -> {cache_path(symbol)}")
+    return EXIT_OK
+
+
+def _regimes(args: argparse.Namespace) -> int:
+    from market_metarl.data.regimes import regimes_to_frame, slice_regimes
+    from market_metarl.data.sources import load_bars
+    from market_metarl.data.tasks import symbol_name
+
+    bars = load_bars(args.source)
+    params = dict(_parse_param(p) for p in args.param)
+    found = slice_regimes(
+        bars, args.method, symbol_name(args.source), args.min_length, args.seed, **params
+    )
+    frame = regimes_to_frame(found, bars)
+    if args.out:
+        _write_atomic_text(Path(args.out), frame.to_csv(index=False))
+    if args.plot:
+        from market_metarl.data.plotting import plot_regimes
+
+        plot_regimes(bars, found, args.plot, title=f"{args.source}: {args.method} regimes")
+    print(frame.to_string(index=False))
+    return EXIT_OK
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--param {text!r} must look like key=value, e.g. n_states=3")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def _write_atomic_text(path: Path, text: str) -> None:
+    import os
+
+    if path.parent and not path.parent.exists():
+        raise UsageError(f"output folder {path.parent} does not exist; create it first")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="market-metarl",
+        description="Meta-RL that adapts trading strategies to new market regimes.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = sub.add_parser("data", help="bundled datasets, sources and the download cache")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    p = data_sub.add_parser("list", help="bundled datasets and cached downloads")
+    p.set_defaults(handler=_data_list)
+    p = data_sub.add_parser("show", help="rows, date range and validation report of a source")
+    p.add_argument("source", help="bundled:SPY, csv:FILE, yfinance:SPY or synthetic:NAME")
+    p.set_defaults(handler=_data_show)
+    p = data_sub.add_parser("fetch", help="download daily bars with yfinance into the cache")
+    p.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    p.add_argument("--start", help="first date, YYYY-MM-DD (default: all history)")
+    p.add_argument("--end", help="last date, YYYY-MM-DD (default: today)")
+    p.set_defaults(handler=_data_fetch)
+
+    p = sub.add_parser("regimes", help="slice a source into labelled regimes")
+    p.add_argument("source", help="bundled:SPY, csv:FILE, yfinance:SPY or synthetic:NAME")
+    p.add_argument("--method", required=True, choices=["window", "trend-vol", "hmm", "changepoint"])
+    p.add_argument("--min-length", type=int, default=40, help="fewest bars per regime")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter"
+    )
+    p.add_argument("--out", help="write the regimes as CSV")
+    p.add_argument("--plot", help="write a PNG of the price with regimes shaded")
+    p.set_defaults(handler=_regimes)
+    for register in _EXTENSIONS:
+        register(sub)
+    return parser
+
+
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
+"""Registrars of later layers' subcommands (train, backtest, paper)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from market_metarl.types import MarketMetaRLError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args))
+    except (UsageError, MarketMetaRLError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

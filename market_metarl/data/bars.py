@@ -1,0 +1,173 @@
+"""The canonical bars frame and its validation.
+
+Bars: a pandas DataFrame with a tz-naive ``DatetimeIndex`` named ``date`` (sorted, unique) and float
+columns ``open high low close volume``. Every loader ends in :func:`validate_bars`, so every layer
+above can rely on the contract. A problem raises :class:`DataError` that says what is wrong, where
+(row or date) and how to fix it; a fixable oddity (unsorted rows) is fixed and reported in the notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from market_metarl.types import BAR_COLUMNS, DataError
+
+SPLIT_LIKE_MOVE = 0.35
+"""An overnight move larger than this (in log terms, about -30 % / +42 %) that is not undone within
+five days looks like an unadjusted split and is reported."""
+
+
+@dataclass
+class BarsReport:
+    """What validation found. ``notes`` are harmless fixes; ``warnings`` deserve a look."""
+
+    source: str
+    rows: int = 0
+    first: pd.Timestamp | None = None
+    last: pd.Timestamp | None = None
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _where(frame: pd.DataFrame, mask: np.ndarray, limit: int = 3) -> str:
+    dates = [d.date().isoformat() for d in frame.index[mask][:limit]]
+    more = int(mask.sum()) - len(dates)
+    return ", ".join(dates) + (f" and {more} more" if more > 0 else "")
+
+
+def validate_bars(
+    frame: pd.DataFrame, source: str = "bars", min_rows: int = 2
+) -> tuple[pd.DataFrame, BarsReport]:
+    """Check a bars frame against the contract and return a clean copy plus a report.
+
+    Args:
+        frame: Frame indexed by date with at least the columns ``open high low close`` (``volume``
+            is filled with NaN-free zeros when absent, e.g. for an index without volume).
+        source: Name used in messages (a file path or source spec).
+        min_rows: Fewest rows accepted.
+
+    Returns:
+        The validated frame (float64 columns in canonical order, sorted index named ``date``) and a
+        :class:`BarsReport`.
+
+    Raises:
+        DataError: On missing columns, bad dates, duplicate dates, NaN holes, non-positive prices,
+            ``high < low``, ``close`` outside ``[low, high]`` or too few rows.
+    """
+    report = BarsReport(source=source)
+    if frame is None or len(frame) == 0:
+        raise DataError(f"{source}: no rows; give a file or symbol with daily bars")
+    df = frame.copy()
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    missing = [c for c in ("open", "high", "low", "close") if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {', '.join(missing)} (found {', '.join(df.columns)}); "
+            "bars need open, high, low, close and optionally volume"
+        )
+    if "volume" not in df.columns:
+        df["volume"] = 0.0
+        report.notes.append("no volume column: volume set to 0")
+    df = df[list(BAR_COLUMNS)]
+
+    if not isinstance(df.index, pd.DatetimeIndex):
+        try:
+            df.index = pd.DatetimeIndex(pd.to_datetime(df.index))
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{source}: the index is not made of dates ({exc})") from None
+    if df.index.tz is not None:
+        df.index = df.index.tz_convert("UTC").tz_localize(None)
+        report.notes.append("timezone-aware dates converted to naive UTC dates")
+    if df.index.hasnans:
+        bad = np.flatnonzero(df.index.isna())[:3]
+        raise DataError(
+            f"{source}: unparseable or empty date at data row(s) {', '.join(str(i + 1) for i in bad)}; "
+            "fix or delete those rows"
+        )
+    df.index = df.index.normalize()
+    df.index.name = "date"
+
+    for col in BAR_COLUMNS:
+        converted = pd.to_numeric(df[col], errors="coerce")
+        bad_mask = converted.isna().to_numpy() & df[col].notna().to_numpy()
+        if bad_mask.any():
+            raise DataError(
+                f"{source}: column {col} has non-numeric values on {_where(df, bad_mask)}; "
+                "fix those cells"
+            )
+        df[col] = converted.astype("float64")
+
+    if not df.index.is_monotonic_increasing:
+        df = df.sort_index(kind="stable")
+        report.notes.append("rows were not in date order: sorted by date")
+    dup = df.index.duplicated(keep=False)
+    if dup.any():
+        raise DataError(
+            f"{source}: duplicate dates {_where(df, dup)}; keep one row per date"
+        )
+
+    prices = df[["open", "high", "low", "close"]].to_numpy()
+    nan_rows = np.isnan(prices).any(axis=1) | df["volume"].isna().to_numpy()
+    if nan_rows.any():
+        raise DataError(
+            f"{source}: missing values (NaN) on {_where(df, nan_rows)}; fill or delete those rows"
+        )
+    nonpos = (prices <= 0).any(axis=1)
+    if nonpos.any():
+        raise DataError(
+            f"{source}: non-positive price on {_where(df, nonpos)}; prices must be > 0, "
+            "delete or correct those rows"
+        )
+    if (df["volume"].to_numpy() < 0).any():
+        neg = df["volume"].to_numpy() < 0
+        raise DataError(f"{source}: negative volume on {_where(df, neg)}; volume must be >= 0")
+    o, h, lo, c = prices.T
+    tol = 1e-9 * np.maximum(h, 1.0)
+    hl = h < lo - tol
+    if hl.any():
+        raise DataError(
+            f"{source}: high < low on {_where(df, hl)}; check the column order (open, high, low, close)"
+        )
+    c_out = (c > h + tol) | (c < lo - tol)
+    if c_out.any():
+        raise DataError(
+            f"{source}: close outside [low, high] on {_where(df, c_out)}; correct those bars"
+        )
+    o_out = (o > h + tol) | (o < lo - tol)
+    if o_out.any():
+        # Real vendor data has a few of these (e.g. Yahoo SPY 2015-03-05); widen the range.
+        df.loc[o_out, "high"] = np.maximum(h[o_out], o[o_out])
+        df.loc[o_out, "low"] = np.minimum(lo[o_out], o[o_out])
+        report.notes.append(f"open outside [low, high] on {_where(df, o_out)}: range widened")
+    if len(df) < min_rows:
+        raise DataError(
+            f"{source}: {len(df)} row(s), at least {min_rows} needed; use a longer date range"
+        )
+    suspects = split_suspects(df)
+    if suspects:
+        report.warnings.append(
+            "one-day moves that look like unadjusted splits on "
+            + ", ".join(d.date().isoformat() for d in suspects)
+            + "; use split-adjusted prices (e.g. Yahoo's Adj Close) if these are not real"
+        )
+    report.rows = len(df)
+    report.first, report.last = df.index[0], df.index[-1]
+    return df, report
+
+
+def split_suspects(df: pd.DataFrame, threshold: float = SPLIT_LIKE_MOVE) -> list[pd.Timestamp]:
+    """Dates whose overnight gap exceeds ``threshold`` in log terms and is not undone in 5 days."""
+    close = df["close"].to_numpy()
+    if len(close) < 2:
+        return []
+    gap = np.log(df["open"].to_numpy()[1:] / close[:-1])
+    out = []
+    for i in np.flatnonzero(np.abs(gap) > threshold):
+        later = close[i + 1 : i + 7]
+        recovered = np.abs(np.log(later / close[i])) < threshold / 2
+        if not recovered.any():
+            out.append(df.index[i + 1])
+    return out

@@ -1,0 +1,200 @@
+"""Read daily bars from CSV files in the common layouts, without being told which.
+
+Recognised layouts (column names are matched case-insensitively, surrounding ``<>`` removed):
+
+* Yahoo: ``Date,Open,High,Low,Close,Adj Close,Volume``. When ``Adj Close`` is present, open/high/low/
+  close are multiplied by ``Adj Close / Close`` so the bars are split- and dividend-adjusted.
+* stooq: ``<TICKER>,<PER>,<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<VOL>,<OPENINT>`` (``DATE`` as
+  ``yyyymmdd``).
+* Lower case ``date,open,high,low,close,volume``, with or without a leading unnamed index column.
+* A ``timestamp`` column instead of ``date`` (ISO strings or Unix epoch seconds/milliseconds).
+* Long files with a ticker column (several symbols): choose one with ``csv:FILE?symbol=AAPL``.
+
+Compressed files (``.gz``, ``.zip``, ...) are read through pandas. Every read ends in
+:func:`~market_metarl.data.bars.validate_bars`.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from market_metarl.data.bars import BarsReport, validate_bars
+from market_metarl.types import DataError
+
+_ALIASES = {
+    "date": "date",
+    "datetime": "date",
+    "time": "time",
+    "timestamp": "timestamp",
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "close": "close",
+    "adj close": "adj_close",
+    "adj_close": "adj_close",
+    "adjclose": "adj_close",
+    "volume": "volume",
+    "vol": "volume",
+    "ticker": "ticker",
+    "symbol": "ticker",
+    "per": "per",
+    "openint": "openint",
+}
+
+
+def _normalise(name: object) -> str:
+    key = str(name).strip().strip("<>").strip().lower()
+    return _ALIASES.get(key, key)
+
+
+def read_csv_bars(path: str | Path, symbol: str | None = None) -> tuple[pd.DataFrame, BarsReport]:
+    """Read a bars file in any recognised layout.
+
+    Args:
+        path: The file.
+        symbol: For long files with a ticker column, the symbol to keep.
+
+    Returns:
+        Validated bars and the validation report (its notes say which layout was recognised).
+
+    Raises:
+        DataError: The file is missing, empty, not a table, or fails validation.
+    """
+    p = Path(path)
+    source = f"csv:{p}"
+    if not p.is_file():
+        raise DataError(f"{source}: no such file; check the path (relative to {Path.cwd()})")
+    raw = _read_table(p, source)
+    raw.columns = [_normalise(c) for c in raw.columns]
+    raw = raw.loc[:, [not c.startswith("unnamed") and c != "" for c in raw.columns]]
+    notes: list[str] = []
+    raw = _select_symbol(raw, symbol, source, notes)
+    frame, layout = _to_bars(raw, source)
+    notes.insert(0, f"layout: {layout}")
+    bars, report = validate_bars(frame, source=source)
+    report.notes[:0] = notes
+    return bars, report
+
+
+def _read_table(p: Path, source: str) -> pd.DataFrame:
+    if p.stat().st_size == 0:
+        raise DataError(f"{source}: the file is empty; export daily bars with a header row")
+    if p.suffix.lower() in {".csv", ".txt", ""}:
+        head = p.read_bytes()[:4096]
+        if b"\x00" in head:
+            raise DataError(f"{source}: this is a binary file, not a CSV table of daily bars")
+        try:
+            dialect = csv.Sniffer().sniff(head.decode("utf-8", errors="replace"), ",;\t|")
+            sep = dialect.delimiter
+        except csv.Error:
+            sep = ","
+    else:
+        sep = ","
+    try:
+        raw = pd.read_csv(p, sep=sep)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(
+            f"{source}: not a readable CSV table ({str(exc).splitlines()[0]}); "
+            "expected a header like Date,Open,High,Low,Close,Volume"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{source}: the file is empty; export daily bars with a header row") from None
+    if raw.shape[1] < 2:
+        raise DataError(
+            f"{source}: not a table of bars (found {raw.shape[1]} column); "
+            "expected a header like Date,Open,High,Low,Close,Volume"
+        )
+    if len(raw) == 0:
+        raise DataError(f"{source}: header only, no data rows")
+    return raw
+
+
+def _select_symbol(
+    raw: pd.DataFrame, symbol: str | None, source: str, notes: list[str]
+) -> pd.DataFrame:
+    if "ticker" not in raw.columns:
+        return raw
+    tickers = raw["ticker"].astype(str).str.upper().str.removesuffix(".US")
+    present = sorted(tickers.unique())
+    if symbol is None:
+        if len(present) > 1:
+            raise DataError(
+                f"{source}: the file holds several symbols ({', '.join(present[:10])}); "
+                f"choose one with csv:FILE?symbol={present[0]}"
+            )
+        notes.append(f"symbol: {present[0]}")
+        return raw.drop(columns="ticker")
+    keep = tickers == symbol.upper()
+    if not keep.any():
+        raise DataError(f"{source}: no rows for symbol {symbol}; the file has {', '.join(present)}")
+    notes.append(f"symbol: {symbol.upper()}")
+    return raw.loc[keep].drop(columns="ticker")
+
+
+def _to_bars(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, str]:
+    cols = set(raw.columns)
+    if {"per", "date", "time"} <= cols:
+        layout = "stooq"
+        dates = pd.to_datetime(raw["date"].astype(str), format="%Y%m%d", errors="coerce")
+    elif "date" in cols:
+        layout = "yahoo" if "adj_close" in cols else "date,open,high,low,close,volume"
+        dates = _parse_dates(raw["date"])
+    elif "timestamp" in cols:
+        layout = "timestamp"
+        dates = _parse_timestamps(raw["timestamp"])
+    else:
+        raise DataError(
+            f"{source}: no date column (found {', '.join(map(str, raw.columns))}); "
+            "name it Date, date, <DATE> or timestamp"
+        )
+    bad = np.flatnonzero(dates.isna().to_numpy())
+    if len(bad):
+        rows = ", ".join(f"row {i + 2} ({raw.iloc[i, 0]!r})" for i in bad[:3])
+        raise DataError(f"{source}: unparseable date at {rows}; use YYYY-MM-DD dates")
+    missing = [c for c in ("open", "high", "low", "close") if c not in cols]
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {', '.join(missing)} "
+            f"(found {', '.join(map(str, raw.columns))}); bars need Open, High, Low, Close"
+        )
+    frame = raw[[c for c in ("open", "high", "low", "close", "volume") if c in cols]].copy()
+    frame.index = pd.DatetimeIndex(dates, name="date")
+    if "adj_close" in cols:
+        adj = pd.to_numeric(raw["adj_close"], errors="coerce").to_numpy()
+        close = pd.to_numeric(raw["close"], errors="coerce").to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = adj / close
+        if np.isfinite(factor).all():
+            for c in ("open", "high", "low", "close"):
+                frame[c] = pd.to_numeric(frame[c], errors="coerce") * factor
+            layout += " (OHLC adjusted by Adj Close / Close)"
+    return frame, layout
+
+
+def _parse_dates(col: pd.Series) -> pd.Series:
+    text = col.astype(str).str.strip()
+    sample = text.iloc[0]
+    fmt = None
+    if len(sample) == 8 and sample.isdigit():
+        fmt = "%Y%m%d"
+    try:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+    except (ValueError, TypeError):
+        parsed = pd.to_datetime(text, format="mixed", errors="coerce")
+    if parsed.isna().any() and fmt is None:
+        parsed = pd.to_datetime(text, format="mixed", errors="coerce")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed
+
+
+def _parse_timestamps(col: pd.Series) -> pd.Series:
+    numeric = pd.to_numeric(col, errors="coerce")
+    if numeric.notna().all():
+        unit = "ms" if numeric.abs().max() > 1e11 else "s"
+        return pd.to_datetime(numeric, unit=unit, errors="coerce")
+    return _parse_dates(col)

@@ -1,0 +1,129 @@
+"""Causal features: every value at date t depends only on bars dated <= t.
+
+All rolling statistics use trailing windows (``min_periods`` = the window), so the first rows are NaN
+until enough history exists; :func:`compute_features` drops nothing and reports the warm-up length,
+so callers can skip it. Nothing is fitted on the whole series: the volume z-score uses a trailing
+window too. A test perturbs every bar after a date and asserts all features before it are
+bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from market_metarl.types import ConfigError
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which causal features to compute.
+
+    Attributes:
+        vol_window: Trailing days for the rolling volatility of log returns.
+        momentum_horizons: Trailing horizons (days) of cumulative log return.
+        volume_window: Trailing days for the volume z-score (0 disables it).
+        drawdown: Include the log drawdown from the running high.
+        return_lags: Extra lagged log returns ``ret_lag1 .. ret_lagN`` (0 for none).
+    """
+
+    vol_window: int = 20
+    momentum_horizons: tuple[int, ...] = (5, 20, 60)
+    volume_window: int = 20
+    drawdown: bool = True
+    return_lags: int = 0
+
+    def __post_init__(self) -> None:
+        if self.vol_window < 2:
+            raise ConfigError(f"features.vol_window must be >= 2, got {self.vol_window}")
+        if any(h < 1 for h in self.momentum_horizons):
+            raise ConfigError(
+                f"features.momentum_horizons must be positive, got {self.momentum_horizons}"
+            )
+        if self.volume_window < 0 or self.return_lags < 0:
+            raise ConfigError("features.volume_window and features.return_lags must be >= 0")
+
+    @property
+    def warmup(self) -> int:
+        """Rows at the start that are NaN for at least one feature."""
+        spans = [self.vol_window, *self.momentum_horizons, self.volume_window, self.return_lags + 1]
+        return max(spans)
+
+    def names(self) -> list[str]:
+        cols = ["log_ret", "vol"]
+        cols += [f"mom_{h}" for h in self.momentum_horizons]
+        if self.drawdown:
+            cols.append("drawdown")
+        if self.volume_window:
+            cols.append("volume_z")
+        cols += [f"ret_lag{i}" for i in range(1, self.return_lags + 1)]
+        return cols
+
+
+def compute_features(
+    bars: pd.DataFrame, spec: FeatureSpec | None = None, vix: pd.Series | None = None
+) -> pd.DataFrame:
+    """Causal features of a bars frame, indexed like it.
+
+    Columns (all dimensionless, roughly unit scale so a network can read them raw):
+        ``log_ret``: close-to-close log return (0 on the first day);
+        ``vol``: trailing std of ``log_ret`` over ``vol_window`` days, annualised by sqrt(252);
+        ``mom_h``: trailing ``h``-day log return, divided by ``sqrt(h) * 0.01`` (per-day-1% units);
+        ``drawdown``: log(close / running max close) (<= 0);
+        ``volume_z``: z-score of log volume against its trailing ``volume_window`` days (0 when
+        volume is missing);
+        ``ret_lagN``: ``log_ret`` N days earlier;
+        ``vix``: VIX close / 100, when ``vix`` is given (aligned as-of, never forward in time).
+
+    Args:
+        bars: A validated bars frame.
+        spec: Which features; defaults to :class:`FeatureSpec`.
+        vix: Optional VIX close series indexed by date.
+
+    Returns:
+        A float64 frame with the same index as ``bars``; the first ``spec.warmup`` rows hold NaN.
+    """
+    spec = spec or FeatureSpec()
+    close = bars["close"]
+    log_close = np.log(close)
+    log_ret = log_close.diff().fillna(0.0)
+    out: dict[str, pd.Series] = {"log_ret": log_ret}
+    out["vol"] = log_ret.rolling(spec.vol_window, min_periods=spec.vol_window).std(ddof=1) * np.sqrt(
+        252.0
+    )
+    for h in spec.momentum_horizons:
+        out[f"mom_{h}"] = (log_close - log_close.shift(h)) / (np.sqrt(h) * 0.01)
+    if spec.drawdown:
+        out["drawdown"] = log_close - log_close.cummax()
+    if spec.volume_window:
+        out["volume_z"] = _volume_z(bars["volume"], spec.volume_window)
+    for i in range(1, spec.return_lags + 1):
+        out[f"ret_lag{i}"] = log_ret.shift(i)
+    frame = pd.DataFrame(out, index=bars.index)
+    if vix is not None:
+        aligned = vix.sort_index().reindex(bars.index, method="ffill")
+        frame["vix"] = aligned / 100.0
+    return frame.astype("float64")
+
+
+def _volume_z(volume: pd.Series, window: int) -> pd.Series:
+    if not (volume > 0).any():
+        return pd.Series(0.0, index=volume.index)
+    log_vol = np.log(volume.where(volume > 0))
+    mean = log_vol.rolling(window, min_periods=window).mean()
+    std = log_vol.rolling(window, min_periods=window).std(ddof=1)
+    z = (log_vol - mean) / std.where(std > 1e-12)
+    return z.fillna(0.0).where(mean.notna())
+
+
+def feature_matrix(
+    bars: pd.DataFrame, spec: FeatureSpec | None = None, columns: Sequence[str] | None = None
+) -> np.ndarray:
+    """Features as a float32 ``(T, F)`` array with NaN warm-up rows replaced by 0."""
+    frame = compute_features(bars, spec)
+    if columns is not None:
+        frame = frame[list(columns)]
+    return np.nan_to_num(frame.to_numpy(dtype=np.float32), nan=0.0)
