@@ -29,10 +29,10 @@ class _Parser(argparse.ArgumentParser):
 def _data_list(args: argparse.Namespace) -> int:
     import csv
 
-    from market_metarl.data.bundled import manifest_path
+    from market_metarl.data.bundled import data_dir
 
     print(f"{'symbol':<8} {'first':<10}  {'last':<10}  {'rows':>6}  licence")
-    with manifest_path().open(newline="") as fh:
+    with (data_dir() / "MANIFEST.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
             print(
                 f"bundled:{row['symbol']:<8} {row['first_date']:<10}  {row['last_date']:<10}  "
@@ -163,10 +163,15 @@ _EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # Imported after parsing: types imports pandas, which `--help` must not wait for.
     from market_metarl.types import MarketMetaRLError
 
     try:
-        args = build_parser().parse_args(argv)
         return int(args.handler(args))
     except (UsageError, MarketMetaRLError) as exc:
         print(f"error: {exc}", file=sys.stderr)

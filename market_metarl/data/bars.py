@@ -9,6 +9,7 @@ above can rely on the contract. A problem raises :class:`DataError` that says wh
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,8 @@ class BarsReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def _where(frame: pd.DataFrame, mask: np.ndarray, limit: int = 3) -> str:
+def _where(frame: pd.DataFrame, mask: Any, limit: int = 3) -> str:
+    mask = np.asarray(mask, dtype=bool)
     dates = [d.date().isoformat() for d in frame.index[mask][:limit]]
     more = int(mask.sum()) - len(dates)
     return ", ".join(dates) + (f" and {more} more" if more > 0 else "")
@@ -105,9 +107,7 @@ def validate_bars(
         report.notes.append("rows were not in date order: sorted by date")
     dup = df.index.duplicated(keep=False)
     if dup.any():
-        raise DataError(
-            f"{source}: duplicate dates {_where(df, dup)}; keep one row per date"
-        )
+        raise DataError(f"{source}: duplicate dates {_where(df, dup)}; keep one row per date")
 
     prices = df[["open", "high", "low", "close"]].to_numpy()
     nan_rows = np.isnan(prices).any(axis=1) | df["volume"].isna().to_numpy()
@@ -169,5 +169,5 @@ def split_suspects(df: pd.DataFrame, threshold: float = SPLIT_LIKE_MOVE) -> list
         later = close[i + 1 : i + 7]
         recovered = np.abs(np.log(later / close[i])) < threshold / 2
         if not recovered.any():
-            out.append(df.index[i + 1])
+            out.append(pd.Timestamp(df.index[int(i) + 1]))
     return out

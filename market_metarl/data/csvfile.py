@@ -102,7 +102,9 @@ def _read_table(p: Path, source: str) -> pd.DataFrame:
             "expected a header like Date,Open,High,Low,Close,Volume"
         ) from None
     except pd.errors.EmptyDataError:
-        raise DataError(f"{source}: the file is empty; export daily bars with a header row") from None
+        raise DataError(
+            f"{source}: the file is empty; export daily bars with a header row"
+        ) from None
     if raw.shape[1] < 2:
         raise DataError(
             f"{source}: not a table of bars (found {raw.shape[1]} column); "
@@ -137,6 +139,7 @@ def _select_symbol(
 
 def _to_bars(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, str]:
     cols = set(raw.columns)
+    date_col = "date"
     if {"per", "date", "time"} <= cols:
         layout = "stooq"
         dates = pd.to_datetime(raw["date"].astype(str), format="%Y%m%d", errors="coerce")
@@ -146,6 +149,7 @@ def _to_bars(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, str]:
     elif "timestamp" in cols:
         layout = "timestamp"
         dates = _parse_timestamps(raw["timestamp"])
+        date_col = "timestamp"
     else:
         raise DataError(
             f"{source}: no date column (found {', '.join(map(str, raw.columns))}); "
@@ -153,7 +157,8 @@ def _to_bars(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, str]:
         )
     bad = np.flatnonzero(dates.isna().to_numpy())
     if len(bad):
-        rows = ", ".join(f"row {i + 2} ({raw.iloc[i, 0]!r})" for i in bad[:3])
+        # The file line of a row: the header is line 1 and ``raw`` keeps its RangeIndex labels.
+        rows = ", ".join(f"row {raw.index[i] + 2} ('{raw[date_col].iloc[i]}')" for i in bad[:3])
         raise DataError(f"{source}: unparseable date at {rows}; use YYYY-MM-DD dates")
     missing = [c for c in ("open", "high", "low", "close") if c not in cols]
     if missing:
@@ -164,15 +169,31 @@ def _to_bars(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, str]:
     frame = raw[[c for c in ("open", "high", "low", "close", "volume") if c in cols]].copy()
     frame.index = pd.DatetimeIndex(dates, name="date")
     if "adj_close" in cols:
-        adj = pd.to_numeric(raw["adj_close"], errors="coerce").to_numpy()
-        close = pd.to_numeric(raw["close"], errors="coerce").to_numpy()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = adj / close
-        if np.isfinite(factor).all():
-            for c in ("open", "high", "low", "close"):
-                frame[c] = pd.to_numeric(frame[c], errors="coerce") * factor
-            layout += " (OHLC adjusted by Adj Close / Close)"
+        layout = _adjust(frame, raw, source, layout)
     return frame, layout
+
+
+def _adjust(frame: pd.DataFrame, raw: pd.DataFrame, source: str, layout: str) -> str:
+    """Scale OHLC in place by Adj Close / Close; bad OHLC cells are left for validation to name."""
+    prices = ("open", "high", "low", "close")
+    numeric = {c: pd.to_numeric(frame[c], errors="coerce") for c in prices}
+    if any((numeric[c].isna() & frame[c].notna()).any() for c in numeric):
+        return layout  # a non-numeric price cell: validate_bars names its column and date
+    adj = pd.to_numeric(raw["adj_close"], errors="coerce").to_numpy()
+    close = numeric["close"].to_numpy()
+    bad = np.isfinite(close) & (close > 0) & ~(np.isfinite(adj) & (adj > 0))
+    if bad.any():
+        dates = ", ".join(d.date().isoformat() for d in frame.index[bad][:3])
+        raise DataError(
+            f"{source}: Adj Close is missing or not positive on {dates}; fill it, or delete the "
+            "Adj Close column to read unadjusted prices"
+        )
+    # Rows with a missing or non-positive Close keep factor 1, so validation reports them as such.
+    usable = np.isfinite(close) & (close > 0)
+    factor = np.divide(adj, close, out=np.ones_like(close), where=usable)
+    for c in numeric:
+        frame[c] = numeric[c] * factor
+    return layout + " (OHLC adjusted by Adj Close / Close)"
 
 
 def _parse_dates(col: pd.Series) -> pd.Series:
@@ -195,6 +216,7 @@ def _parse_dates(col: pd.Series) -> pd.Series:
 def _parse_timestamps(col: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(col, errors="coerce")
     if numeric.notna().all():
-        unit = "ms" if numeric.abs().max() > 1e11 else "s"
-        return pd.to_datetime(numeric, unit=unit, errors="coerce")
+        if numeric.abs().max() > 1e11:
+            return pd.to_datetime(numeric, unit="ms", errors="coerce")
+        return pd.to_datetime(numeric, unit="s", errors="coerce")
     return _parse_dates(col)

@@ -16,6 +16,7 @@ of ``splits.train``); boundaries of the other methods are hindsight labels, as r
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,7 @@ class SplitSection:
         if self.embargo_days < 0:
             raise ConfigError(f"splits.embargo_days must be >= 0, got {self.embargo_days}")
         spans = sorted(self.windows().items(), key=lambda kv: kv[1][0])
-        for (a, (_, a_end)), (b, (b_start, _)) in zip(spans, spans[1:], strict=False):
+        for (a, (_, a_end)), (b, (b_start, _)) in itertools.pairwise(spans):
             gap = int(np.busday_count(a_end + dt.timedelta(days=1), b_start))
             if gap < self.embargo_days:
                 raise ConfigError(
@@ -225,7 +226,11 @@ def _symbol_regimes(
     from market_metarl.data.regimes import slice_regimes
 
     params = dict(regimes.params)
-    if regimes.method == "hmm":
+    enough_history = int(bars.index.searchsorted(pd.Timestamp(train_end), side="right")) >= 252
+    if regimes.method == "hmm" and enough_history:
+        # Fit on the training period only; a symbol listed later (e.g. a held-out one) has no
+        # training-period history, so its regimes are fitted on its own history (hindsight
+        # labels, like the regime protocol's boundaries).
         params.setdefault("fit_end", train_end.isoformat())
     found = slice_regimes(
         bars, regimes.method, symbol, min_length=regimes.min_length, seed=regimes.seed, **params
@@ -305,4 +310,4 @@ def _chunks(days: pd.DatetimeIndex, min_days: int, max_days: int) -> list[pd.Dat
         return [days]
     n = int(np.ceil(len(days) / max_days))
     bounds = np.linspace(0, len(days), n + 1).round().astype(int)
-    return [days[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b - a >= min_days]
+    return [days[a:b] for a, b in itertools.pairwise(bounds) if b - a >= min_days]

@@ -155,12 +155,13 @@ def fetch_yfinance(
 
 def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
     cols: dict[str, Any] = {str(c).strip().lower(): c for c in frame.columns}
-    out = pd.DataFrame(index=pd.DatetimeIndex(frame.index, name="date"))
+    index = pd.DatetimeIndex(frame.index, name="date")
+    if index.tz is not None:
+        index = index.tz_localize(None)
+    out = pd.DataFrame(index=index)
     for name in ("open", "high", "low", "close", "volume"):
         if name in cols:
             out[name] = frame[cols[name]].astype("float64")
-    if out.index.tz is not None:
-        out.index = out.index.tz_localize(None)
     return out.dropna(subset=["close"])
 
 
@@ -191,4 +192,8 @@ def list_cached() -> list[tuple[str, Path]]:
     root = cache_dir() / "yfinance"
     if not root.is_dir():
         return []
-    return [(p.stem.split("_")[0], p) for p in sorted(root.glob("*.parquet"))]
+    out = []
+    for path in sorted(root.glob("*.parquet")):
+        name = path.stem.rsplit("_", 2)[0]  # strip the _<interval>_<adj|raw> key
+        out.append(("^" + name[4:] if name.startswith("IDX_") else name, path))
+    return out
