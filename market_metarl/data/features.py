@@ -23,7 +23,7 @@ class FeatureSpec:
     """Which causal features to compute.
 
     Attributes:
-        vol_window: Trailing days for the rolling volatility of log returns.
+        vol_window: Trailing days for the rolling volatility of log returns (0 disables it).
         momentum_horizons: Trailing horizons (days) of cumulative log return.
         volume_window: Trailing days for the volume z-score (0 disables it).
         drawdown: Include the log drawdown from the running high.
@@ -37,8 +37,10 @@ class FeatureSpec:
     return_lags: int = 0
 
     def __post_init__(self) -> None:
-        if self.vol_window < 2:
-            raise ConfigError(f"features.vol_window must be >= 2, got {self.vol_window}")
+        if self.vol_window == 1 or self.vol_window < 0:
+            raise ConfigError(
+                f"features.vol_window must be >= 2 (or 0 to disable), got {self.vol_window}"
+            )
         if any(h < 1 for h in self.momentum_horizons):
             raise ConfigError(
                 f"features.momentum_horizons must be positive, got {self.momentum_horizons}"
@@ -53,7 +55,7 @@ class FeatureSpec:
         return max(spans)
 
     def names(self) -> list[str]:
-        cols = ["log_ret", "vol"]
+        cols = ["log_ret"] + (["vol"] if self.vol_window else [])
         cols += [f"mom_{h}" for h in self.momentum_horizons]
         if self.drawdown:
             cols.append("drawdown")

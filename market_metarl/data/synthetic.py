@@ -42,6 +42,8 @@ class ARRegimeParams:
         mu_scale: Std of the daily drift across regimes.
         sigma_min: Smallest daily volatility.
         sigma_max: Largest daily volatility.
+        burn_in: Days of plain noise (no autocorrelation, ``sigma_min``) before the first regime,
+            so features and observation windows of the first task have history to read.
     """
 
     n_tasks: int = 40
@@ -51,6 +53,7 @@ class ARRegimeParams:
     mu_scale: float = 0.0002
     sigma_min: float = 0.005
     sigma_max: float = 0.02
+    burn_in: int = 60
 
     def __post_init__(self) -> None:
         if self.n_tasks < 1 or self.days < 5:
@@ -88,13 +91,14 @@ def ar_regimes(
     """Generate an ``ar-regimes`` series and its regimes.
 
     Returns:
-        Bars (business-day dates from 2000-01-03) and the list of regimes with their parameters.
+        Bars (business-day dates from 2000-01-03; the first ``burn_in`` days belong to no regime) and the list of regimes with their parameters.
     """
     p = params or ARRegimeParams()
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    n = p.n_tasks * p.days
+    n = p.burn_in + p.n_tasks * p.days
     dates = pd.bdate_range(SYNTHETIC_START, periods=n + 1, name="date")
     returns = np.empty(n)
+    returns[: p.burn_in] = rng.normal(0.0, p.sigma_min, p.burn_in)
     regimes = []
     for k in range(p.n_tasks):
         phi = float(rng.choice([-1.0, 1.0]) * rng.uniform(p.phi_min, p.phi_max))
@@ -106,14 +110,16 @@ def ar_regimes(
         scale = sigma * np.sqrt(1.0 - phi**2)
         for t in range(1, p.days):
             seg[t] = mu + phi * (seg[t - 1] - mu) + scale * eps[t]
-        returns[k * p.days : (k + 1) * p.days] = seg
-        first = dates[1 + k * p.days]
-        last = dates[(k + 1) * p.days]
+        lo = p.burn_in + k * p.days
+        returns[lo : lo + p.days] = seg
+        first, last = dates[1 + lo], dates[lo + p.days]
         regimes.append(SyntheticRegime(k, first.date(), last.date(), phi, mu, sigma))
     log_close = np.concatenate([[0.0], np.cumsum(returns)])
     close = 100.0 * np.exp(log_close)
     open_ = np.concatenate([[close[0]], close[:-1]])
-    sig = np.concatenate([[p.sigma_min], np.repeat([r.sigma for r in regimes], p.days)])
+    sig = np.concatenate(
+        [np.full(1 + p.burn_in, p.sigma_min), np.repeat([r.sigma for r in regimes], p.days)]
+    )
     wick_hi = np.abs(rng.normal(0.0, 0.5, n + 1)) * sig
     wick_lo = np.abs(rng.normal(0.0, 0.5, n + 1)) * sig
     high = np.maximum(open_, close) * np.exp(wick_hi)

@@ -20,6 +20,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl
 from typing import Any
 
 import numpy as np
@@ -215,7 +216,10 @@ def symbol_name(symbol: str) -> str:
     target = rest.split("?")[0]
     if kind == "csv":
         return Path(target).stem.upper()
-    return target.upper() if kind != "synthetic" else target
+    if kind == "synthetic":
+        seed = dict(parse_qsl(rest.partition("?")[2])).get("seed", "0")
+        return f"{target}-s{seed}"
+    return target.upper()
 
 
 def _symbol_regimes(

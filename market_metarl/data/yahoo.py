@@ -161,7 +161,8 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=index)
     for name in ("open", "high", "low", "close", "volume"):
         if name in cols:
-            out[name] = frame[cols[name]].astype("float64")
+            # By position: ``index`` may be tz-naive now, and label alignment would give all NaN.
+            out[name] = frame[cols[name]].to_numpy(dtype="float64")
     return out.dropna(subset=["close"])
 
 
