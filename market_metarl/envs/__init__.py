@@ -1,0 +1,95 @@
+"""Environments: cost model, simulator, observations, actions, rewards and the Gymnasium envs.
+
+Importing this package registers two Gymnasium ids, lazily (the entry points are strings, so no
+data is read until ``gym.make``):
+
+- ``market_metarl/Trading-v0``: :class:`TradingEnv`, bundled SPY 2010-01-01..2012-12-31 by default
+  (``gym.make("market_metarl/Trading-v0", task=..., env_spec=...)`` overrides it);
+- ``market_metarl/Portfolio-v0``: :class:`PortfolioEnv`, bundled SPY, IWM and EEM over the same dates.
+
+The env classes are imported on first attribute access, so this module stays light (no torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from gymnasium.envs.registration import register, registry
+
+from market_metarl.envs.spec import EnvSpec
+
+if TYPE_CHECKING:
+    from market_metarl.envs.market import TaskMarket
+    from market_metarl.envs.portfolio_env import PortfolioEnv
+    from market_metarl.envs.trading_env import TradingEnv
+    from market_metarl.envs.vector_env import BatchedTradingEnv
+    from market_metarl.types import CostSpec, TaskSpec
+
+TRADING_ID = "market_metarl/Trading-v0"
+PORTFOLIO_ID = "market_metarl/Portfolio-v0"
+
+_LAZY = {
+    "TradingEnv": "market_metarl.envs.trading_env",
+    "PortfolioEnv": "market_metarl.envs.portfolio_env",
+    "BatchedTradingEnv": "market_metarl.envs.vector_env",
+    "TaskMarket": "market_metarl.envs.market",
+    "CostModel": "market_metarl.envs.costs",
+    "MarketSimulator": "market_metarl.envs.simulator",
+    "ObservationBuilder": "market_metarl.envs.observation",
+    "ActionMap": "market_metarl.envs.actions",
+}
+
+__all__ = [
+    "PORTFOLIO_ID",
+    "TRADING_ID",
+    "EnvSpec",
+    "make_env",
+    "make_vector_env",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_env(
+    task: TaskSpec | Sequence[TaskSpec] | TaskMarket,
+    env_spec: EnvSpec | None = None,
+    costs: CostSpec | None = None,
+) -> TradingEnv | PortfolioEnv:
+    """A fresh env for a task: :class:`TradingEnv` for one TaskSpec (or a one-asset
+    :class:`TaskMarket`), :class:`PortfolioEnv` for several TaskSpecs (one per asset)."""
+    from market_metarl.envs.market import TaskMarket
+    from market_metarl.envs.portfolio_env import PortfolioEnv
+    from market_metarl.envs.trading_env import TradingEnv
+    from market_metarl.types import TaskSpec
+
+    if isinstance(task, TaskSpec):
+        return TradingEnv(task, env_spec, costs)
+    if isinstance(task, TaskMarket):
+        cls = TradingEnv if task.n_assets == 1 else PortfolioEnv
+        return cls(task, env_spec, costs)
+    return PortfolioEnv(list(task), env_spec, costs)
+
+
+def make_vector_env(
+    tasks: Sequence[TaskSpec | TaskMarket],
+    env_spec: EnvSpec | None = None,
+    costs: CostSpec | None = None,
+) -> BatchedTradingEnv:
+    """A :class:`BatchedTradingEnv` stepping ``tasks`` together."""
+    from market_metarl.envs.vector_env import BatchedTradingEnv
+
+    return BatchedTradingEnv(tasks, env_spec, costs)
+
+
+if TRADING_ID not in registry:
+    register(id=TRADING_ID, entry_point="market_metarl.envs.trading_env:default_trading_env")
+if PORTFOLIO_ID not in registry:
+    register(id=PORTFOLIO_ID, entry_point="market_metarl.envs.portfolio_env:default_portfolio_env")

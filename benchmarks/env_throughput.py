@@ -1,0 +1,150 @@
+"""Env throughput: our single env and batched env against gym-anytrading's StocksEnv.
+
+All three run in the same process on the same price series (bundled SPY when the data layer can
+load it, else a synthetic random walk of the same length; the output says which), with random
+actions drawn beforehand (so no env pays for sampling) and a reset whenever an episode ends.
+gym-anytrading returns a view of its feature array as observation; it is copied here, as our envs
+return copies. It is only a speed reference: it has no costs model beyond a flat fee, no cash
+accounting and no causal feature windows.
+
+Run: ``.venv/bin/python benchmarks/env_throughput.py`` (about a minute). The last line printed is
+one JSON object with the figures and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from market_metarl.envs.market import TaskMarket
+from market_metarl.envs.spec import EnvSpec
+from market_metarl.envs.trading_env import TradingEnv
+from market_metarl.envs.vector_env import BatchedTradingEnv
+
+WINDOW = 32
+BATCH = 1024
+TASK_DAYS = 252
+
+
+def load_series() -> tuple[pd.DataFrame, str]:
+    """Bundled SPY if the data layer provides it, else a synthetic series of the same length."""
+    try:
+        from market_metarl.data.sources import load_bars
+
+        return load_bars("bundled:SPY"), "bundled:SPY"
+    except Exception as exc:  # the benchmark must run even without the data layer
+        from market_metarl.data.bars import validate_bars
+
+        n = 5849
+        rng = np.random.default_rng(0)
+        close = 100 * np.exp(np.cumsum(rng.normal(3e-4, 0.012, n)))
+        opens = close * np.exp(rng.normal(0, 0.004, n))
+        frame = pd.DataFrame(
+            {
+                "open": opens,
+                "high": np.maximum(opens, close) * 1.002,
+                "low": np.minimum(opens, close) * 0.998,
+                "close": close,
+                "volume": rng.lognormal(17, 0.3, n),
+            },
+            index=pd.bdate_range("1998-01-02", periods=n, name="date"),
+        )
+        return validate_bars(frame)[0], f"synthetic random walk, {n} days ({exc})"
+
+
+def timed(fn: Callable[[], int], min_seconds: float) -> float:
+    """Steps per second of ``fn`` (which returns the steps it ran), repeated for ``min_seconds``."""
+    fn()  # warm up
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min_seconds:
+        steps += fn()
+    return steps / (time.perf_counter() - start)
+
+
+def single_env_rate(bars: pd.DataFrame, steps: int, seconds: float) -> float:
+    env = TradingEnv.from_bars(bars, EnvSpec(window=WINDOW))
+    actions = np.random.default_rng(1).integers(0, 3, steps).tolist()
+    env.reset(seed=0)
+
+    def run() -> int:
+        for a in actions:
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+        return len(actions)
+
+    return timed(run, seconds)
+
+
+def anytrading_rate(bars: pd.DataFrame, steps: int, seconds: float) -> float:
+    from gym_anytrading.envs import StocksEnv
+
+    frame = pd.DataFrame({"Close": bars["close"].to_numpy()})
+    env = StocksEnv(frame, window_size=WINDOW, frame_bound=(WINDOW, len(frame)))
+    actions = np.random.default_rng(1).integers(0, 2, steps).tolist()
+    env.reset(seed=0)
+
+    def run() -> int:
+        for a in actions:
+            obs, _, terminated, truncated, _ = env.step(a)
+            obs = obs.copy()
+            if terminated or truncated:
+                env.reset()
+        return len(actions)
+
+    return timed(run, seconds)
+
+
+def batched_rate(bars: pd.DataFrame, steps: int, seconds: float) -> float:
+    spec = EnvSpec(window=WINDOW)
+    full = TaskMarket.from_bars(bars, spec.features, WINDOW)
+    warm = WINDOW - 1 + spec.features.warmup
+    starts = np.linspace(full.first, full.last - TASK_DAYS, BATCH).astype(int)
+    tasks = [full.sub(int(s), int(s) + TASK_DAYS, warm) for s in starts]
+    env = BatchedTradingEnv(tasks, spec)
+    actions = np.random.default_rng(1).integers(0, 3, (steps, BATCH))
+    env.reset(seed=0)
+
+    def run() -> int:
+        for a in actions:
+            env.step(a)
+        return len(actions) * BATCH
+
+    return timed(run, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="timing per env (after warm-up)")
+    args = parser.parse_args()
+
+    bars, source = load_series()
+    print(f"series: {source}, {len(bars)} days; window {WINDOW}; batch {BATCH}")
+    single = single_env_rate(bars, 20_000, args.seconds)
+    print(f"single TradingEnv:            {single:14,.0f} steps/s")
+    anytrading = anytrading_rate(bars, 20_000, args.seconds)
+    print(f"gym-anytrading StocksEnv:     {anytrading:14,.0f} steps/s")
+    batched = batched_rate(bars, 50, args.seconds)
+    print(f"BatchedTradingEnv (B={BATCH}): {batched:14,.0f} env-steps/s")
+    result = {
+        "series": source,
+        "window": WINDOW,
+        "batch": BATCH,
+        "single_steps_per_s": round(single, 1),
+        "anytrading_steps_per_s": round(anytrading, 1),
+        "batched_env_steps_per_s": round(batched, 1),
+        "single_vs_anytrading": round(single / anytrading, 3),
+        "batched_vs_anytrading": round(batched / anytrading, 3),
+    }
+    print(f"single / anytrading:  {result['single_vs_anytrading']:.2f}x (goal >= 1)")
+    print(f"batched / anytrading: {result['batched_vs_anytrading']:.2f}x (goal >= 100)")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
