@@ -1,1 +1,3 @@
-"""market_metarl."""
+"""market_metarl: meta-reinforcement learning that adapts trading strategies to new regimes."""
+
+__version__ = "0.1.0"

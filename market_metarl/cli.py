@@ -100,6 +100,35 @@ def _regimes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _train(args: argparse.Namespace) -> int:
+    from market_metarl.meta.experiment import Experiment
+    from market_metarl.meta.trainer import TrainEvent, train, with_iterations
+    from market_metarl.seeding import seed_everything
+
+    if args.iterations is not None and args.iterations < 1:
+        raise UsageError(f"--iterations must be >= 1, got {args.iterations}")
+    seed_everything(args.seed)
+    exp = with_iterations(Experiment.from_file(args.config), args.iterations)
+    algo = args.algo or exp.train.algo
+    print(f"{len(exp.tasks.split('train'))} train tasks, {len(exp.tasks.split('test'))} test tasks")
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def on_event(event: TrainEvent) -> None:
+        bar = bars.get(event.learner)
+        if bar is None:
+            bar = bars[event.learner] = tqdm(total=event.total, desc=event.learner, unit="it")
+        bar.update(event.iteration - bar.n)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in event.metrics.items()})
+        if event.iteration == event.total:
+            bar.close()
+
+    run_dir = train(exp, algo, args.out, seed=args.seed, resume=args.resume, on_event=on_event)
+    print(f"run written to {run_dir}")
+    return EXIT_OK
+
+
 def _parse_param(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -153,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the regimes as CSV")
     p.add_argument("--plot", help="write a PNG of the price with regimes shaded")
     p.set_defaults(handler=_regimes)
+    p = sub.add_parser("train", help="meta-train an algorithm and the pooled baseline")
+    p.add_argument("--config", required=True, help="task distribution, e.g. envs/default.toml")
+    p.add_argument("--algo", choices=["maml", "rl2", "pooled"], help="default: [train] algo")
+    p.add_argument("--out", required=True, help="run directory, e.g. runs/default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, help="override [train] iterations")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.set_defaults(handler=_train)
     for register in _EXTENSIONS:
         register(sub)
     return parser

@@ -34,6 +34,10 @@ class ConfigError(MarketMetaRLError, ValueError):
     """A configuration value is invalid: names the field, what came and what is allowed."""
 
 
+class RunError(MarketMetaRLError, ValueError):
+    """A run directory or checkpoint is missing, corrupt, or from something else."""
+
+
 @dataclass(frozen=True)
 class CostSpec:
     """Trading costs, in basis points of traded notional unless stated.

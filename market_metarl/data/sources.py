@@ -9,6 +9,8 @@ Kinds resolve through a closed registry; an unknown kind is an error that lists 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
@@ -59,8 +61,21 @@ def parse_source(text: str) -> SourceSpec:
 
 
 def load_bars_with_report(text: str) -> tuple[pd.DataFrame, BarsReport]:
-    """Load the bars a source spec names, with the validation report."""
+    """Load the bars a source spec names, with the validation report.
+
+    Bundled and synthetic sources never change within a process, so they are read once and
+    served as copies afterwards (building hundreds of tasks reads each file once).
+    """
     spec = parse_source(text)
+    if spec.kind in _IMMUTABLE:
+        bars, report = _cached(spec, os.environ.get("MARKET_METARL_DATA", ""))
+        return bars.copy(), report
+    return _LOADERS[spec.kind](spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached(spec: SourceSpec, data_dir_env: str) -> tuple[pd.DataFrame, BarsReport]:
+    # data_dir_env keys the cache: pointing MARKET_METARL_DATA elsewhere reads afresh.
     return _LOADERS[spec.kind](spec)
 
 
@@ -169,3 +184,4 @@ _EXAMPLES = {
     "synthetic": "ar-regimes?seed=3",
 }
 SOURCE_KINDS: tuple[str, ...] = tuple(_LOADERS)
+_IMMUTABLE = frozenset({"bundled", "synthetic"})

@@ -20,8 +20,8 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl
 from typing import Any
+from urllib.parse import parse_qsl
 
 import numpy as np
 import pandas as pd

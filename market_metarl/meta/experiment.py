@@ -1,0 +1,149 @@
+"""An experiment: a config file resolved into tasks, env settings, training settings and tensors.
+
+The ``[train]`` table holds every number of the trainer (:class:`TrainConfig`, one docstring per
+field); ``[env]`` and ``[features]`` the env settings; the data sections the tasks
+(:mod:`market_metarl.data.tasks`). Training, the adaptation benchmark, the backtest and paper trading
+all build their tensors through :func:`build_pool`, from the env's own task arrays and observation
+builder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from market_metarl.config import build, check_sections, read_toml
+from market_metarl.data.tasks import TaskSet, taskset_from_config
+from market_metarl.envs.market import TaskMarket
+from market_metarl.envs.spec import EnvSpec, env_spec_from_config
+from market_metarl.meta.episodes import TaskPool
+from market_metarl.meta.policies import Head, PolicySpec
+from market_metarl.types import ConfigError, TaskSpec
+
+ALGOS: tuple[str, ...] = ("maml", "rl2", "pooled")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``[train]``: how meta-training runs. Every number of the trainer is here.
+
+    Attributes:
+        algo: Default algorithm when the command line names none (``maml``, ``rl2``, ``pooled``).
+        iterations: Outer iterations (meta-batches) of the main learner.
+        meta_batch: Tasks per MAML meta-batch.
+        adapt_days: K, support days a policy adapts on.
+        horizon: H, query days traded after adapting.
+        hidden: Hidden units of the MLP policies.
+        layers: Hidden layers of the MLP policies.
+        head: Policy head: ``deterministic``, ``categorical`` or ``gaussian``.
+        position_input: Policies read the weight they hold (needed when trading costs).
+        inner_steps: MAML inner gradient steps.
+        inner_lr: MAML initial inner step size.
+        learn_inner_lr: Learn per-parameter inner step sizes (Meta-SGD).
+        first_order: First-order MAML (no second derivatives through the inner loop).
+        outer_lr: Adam step size of the meta-learners.
+        estimator: ``pathwise`` (back-propagate the PnL) or ``score_function`` (REINFORCE).
+        rl2_hidden: GRU units of the RL^2 policy.
+        rl2_batch: Task windows per RL^2 update.
+        pooled_iterations: Updates of the pooled baseline (0: same as ``iterations``).
+        pooled_batch: Task windows per pooled update.
+        finetune_steps: Gradient steps of the fine-tune baseline on the support days.
+        finetune_lr: Step size of the fine-tune baseline.
+        scratch_steps: Gradient steps of the from-scratch baseline on the support days.
+        scratch_lr: Step size of the from-scratch baseline.
+        grad_clip: Global gradient-norm clip of the outer updates.
+        checkpoint_every: Iterations between checkpoints (and metrics rows).
+    """
+
+    algo: str = "maml"
+    iterations: int = 400
+    meta_batch: int = 16
+    adapt_days: int = 10
+    horizon: int = 60
+    hidden: int = 32
+    layers: int = 1
+    head: Head = "deterministic"
+    position_input: bool = True
+    inner_steps: int = 1
+    inner_lr: float = 0.05
+    learn_inner_lr: bool = True
+    first_order: bool = False
+    outer_lr: float = 3e-3
+    estimator: Literal["pathwise", "score_function"] = "pathwise"
+    rl2_hidden: int = 32
+    rl2_batch: int = 64
+    pooled_iterations: int = 0
+    pooled_batch: int = 32
+    finetune_steps: int = 10
+    finetune_lr: float = 0.05
+    scratch_steps: int = 50
+    scratch_lr: float = 0.1
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ConfigError(f"train.algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
+        if self.adapt_days < 2:
+            raise ConfigError(f"train.adapt_days must be >= 2, got {self.adapt_days}")
+        for name in ("iterations", "meta_batch", "horizon", "rl2_batch", "pooled_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("inner_lr", "outer_lr", "finetune_lr", "scratch_lr", "grad_clip"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        if self.checkpoint_every < 1:
+            raise ConfigError("train.checkpoint_every must be >= 1")
+
+    @property
+    def window_days(self) -> int:
+        """Decision days of one support + query window."""
+        return self.adapt_days - 1 + self.horizon
+
+    def policy_spec(self, env: EnvSpec, recurrent: bool = False) -> PolicySpec:
+        return PolicySpec(
+            hidden=self.rl2_hidden if recurrent else self.hidden,
+            layers=self.layers,
+            head=self.head,
+            levels=env.levels,
+            max_leverage=env.max_leverage,
+            long_only=env.long_only,
+            position_input=self.position_input,
+        )
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything a config file resolves to."""
+
+    config: dict[str, Any]
+    tasks: TaskSet
+    env: EnvSpec
+    train: TrainConfig
+
+    @classmethod
+    def from_file(cls, path: str) -> Experiment:
+        cfg = read_toml(path)
+        check_sections(cfg, path)
+        return cls.from_config(cfg)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> Experiment:
+        env = env_spec_from_config(cfg)
+        train = build(TrainConfig, cfg.get("train"), "train")
+        tasks = taskset_from_config(cfg)
+        return cls(cfg, tasks, env, train)
+
+    def markets(self, tasks: Sequence[TaskSpec]) -> list[TaskMarket]:
+        return [TaskMarket.from_tasks(t, self.env.features, self.env.window) for t in tasks]
+
+    def pool(self, split: Literal["train", "val", "test"]) -> TaskPool:
+        return build_pool(self, self.tasks.split(split))
+
+
+def build_pool(exp: Experiment, tasks: Sequence[TaskSpec]) -> TaskPool:
+    """Tensors of ``tasks`` under the experiment's env settings and costs."""
+    if not tasks:
+        raise ConfigError("no tasks in this split; check [splits] and [data] in the config")
+    return TaskPool(exp.markets(tasks), exp.env, exp.tasks.costs)

@@ -1,0 +1,205 @@
+"""Policies: an MLP with a deterministic, categorical or Gaussian head, and a GRU for RL^2.
+
+Every policy maps observations to *target weights* in ``[-max_leverage, max_leverage]`` (or
+``[0, max_leverage]`` long-only), because the pathwise objective differentiates the PnL through the
+weights. The heads differ in how a weight is drawn:
+
+- ``deterministic``: ``w = max_leverage * tanh(f(obs))``.
+- ``categorical``: logits over the env's discrete ``levels``; the pathwise objective uses the
+  expected weight ``sum_k p_k * level_k``; acting takes the most likely level.
+- ``gaussian``: a tanh-squashed Gaussian; the pathwise objective uses the squashed mean (or a
+  reparameterised sample), acting uses the mean.
+
+Observations are normalised by a :class:`Normalizer` fitted on meta-training data only and stored
+in the policy (a buffer), so a checkpoint carries it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from market_metarl.types import ConfigError
+
+Head = Literal["deterministic", "categorical", "gaussian"]
+HEADS: tuple[str, ...] = ("deterministic", "categorical", "gaussian")
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """Shape of a policy network.
+
+    Attributes:
+        hidden: Hidden units per layer (MLP) or of the GRU.
+        layers: Hidden layers of the MLP.
+        head: ``deterministic``, ``categorical`` or ``gaussian``.
+        levels: Discrete target weights of the categorical head.
+        max_leverage: Largest absolute weight.
+        long_only: Weights in ``[0, max_leverage]``.
+        position_input: Feed the weight held at the decision (already in the env observation);
+            without it the policy ignores that part, which lets the pathwise objective run over
+            all days at once (no position feedback).
+    """
+
+    hidden: int = 32
+    layers: int = 1
+    head: Head = "deterministic"
+    levels: tuple[float, ...] = (-1.0, 0.0, 1.0)
+    max_leverage: float = 1.0
+    long_only: bool = False
+    position_input: bool = True
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ConfigError(f"policy.head must be one of {HEADS}, got {self.head!r}")
+        if self.hidden < 1 or self.layers < 1:
+            raise ConfigError("policy.hidden and policy.layers must be >= 1")
+        if self.max_leverage <= 0:
+            raise ConfigError(f"policy.max_leverage must be > 0, got {self.max_leverage}")
+
+
+class Normalizer(nn.Module):
+    """Fixed affine input normalisation ``(x - mean) / std``, fitted once on training data."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, keep: slice | None = None) -> None:
+        """Fit on training observations ``(..., dim)``.
+
+        Args:
+            x: Observations of the meta-training tasks only.
+            keep: Columns left as they are (the held weights: already on a unit scale, and zero
+                in the observation tables the normaliser is fitted on).
+        """
+        flat = x.reshape(-1, x.shape[-1]).float()
+        mean, std = flat.mean(0), flat.std(0)
+        constant = std < 1e-8
+        mean[constant], std[constant] = 0.0, 1.0
+        if keep is not None:
+            mean[keep], std[keep] = 0.0, 1.0
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _squash(raw: torch.Tensor, spec: PolicySpec) -> torch.Tensor:
+    if spec.long_only:
+        return spec.max_leverage * torch.sigmoid(raw)
+    return spec.max_leverage * torch.tanh(raw)
+
+
+class MLPPolicy(nn.Module):
+    """MLP from an observation ``(..., obs_dim)`` to target weights ``(..., n_assets)``."""
+
+    input_mask: torch.Tensor
+    levels: torch.Tensor
+
+    def __init__(self, obs_dim: int, n_assets: int, spec: PolicySpec) -> None:
+        super().__init__()
+        self.spec, self.obs_dim, self.n_assets = spec, obs_dim, n_assets
+        self.norm = Normalizer(obs_dim)
+        self.register_buffer("input_mask", torch.ones(obs_dim))
+        width, blocks, d = spec.hidden, [], obs_dim
+        for _ in range(spec.layers):
+            blocks += [nn.Linear(d, width), nn.Tanh()]
+            d = width
+        self.body = nn.Sequential(*blocks)
+        if spec.head == "categorical":
+            if n_assets != 1:
+                raise ConfigError("policy.head='categorical' trades one asset; use 'deterministic'")
+            self.out = nn.Linear(d, len(spec.levels))
+            self.register_buffer("levels", torch.tensor(spec.levels, dtype=torch.float32))
+        else:
+            self.out = nn.Linear(d, n_assets)
+        if spec.head == "gaussian":
+            self.log_std = nn.Parameter(torch.full((n_assets,), -1.0))
+
+    def mask_inputs(self, position: slice) -> None:
+        """Ignore the observation's position part (``position_input=False``)."""
+        self.input_mask[position] = 0.0
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.body(self.norm(obs) * self.input_mask)
+
+    def forward(self, obs: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        """Target weights used by the pathwise objective (expected weight for categorical).
+
+        With ``raw`` the head's logits (categorical) or pre-squash means are returned instead.
+        """
+        z = self.out(self.features(obs))
+        if raw:
+            return z
+        if self.spec.head == "categorical":
+            probs = torch.softmax(z, -1)
+            levels = self.levels.clamp(-self.spec.max_leverage, self.spec.max_leverage)
+            return (probs * levels).sum(-1, keepdim=True)
+        return _squash(z, self.spec)
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Distribution:
+        """Action distribution for the policy-gradient estimator (categorical or Gaussian)."""
+        return self.distribution_from_raw(
+            self.forward(obs, raw=True), getattr(self, "log_std", None)
+        )
+
+    def distribution_from_raw(
+        self, z: torch.Tensor, log_std: torch.Tensor | None = None
+    ) -> torch.distributions.Distribution:
+        """Categorical over levels from logits, or a Gaussian (pre-squash) from means.
+
+        A deterministic head explores with a fixed std of 0.3 (pre-squash) under this estimator.
+        """
+        if self.spec.head == "categorical":
+            return torch.distributions.Categorical(logits=z)
+        std = log_std.exp() if log_std is not None else torch.full_like(z, 0.3)
+        return torch.distributions.Normal(z, std)
+
+    def weight_of(self, sample: torch.Tensor) -> torch.Tensor:
+        """Target weights of sampled actions from :meth:`distribution`."""
+        if self.spec.head == "categorical":
+            return self.levels[sample].unsqueeze(-1)
+        return _squash(sample, self.spec)
+
+
+class GRUPolicy(nn.Module):
+    """Recurrent policy for RL^2: inputs are the observation, the previous weights and reward.
+
+    Its hidden state is the adaptation: after the support days it encodes what the policy has
+    learned about the regime, and it keeps updating as new days come.
+    """
+
+    def __init__(self, obs_dim: int, n_assets: int, spec: PolicySpec) -> None:
+        super().__init__()
+        self.spec, self.obs_dim, self.n_assets = spec, obs_dim, n_assets
+        self.norm = Normalizer(obs_dim)
+        self.cell = nn.GRUCell(obs_dim + n_assets + 1, spec.hidden)
+        self.out = nn.Linear(spec.hidden, n_assets)
+        self.reward_scale = 100.0  # daily log returns are ~1e-2: read them in per cent
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.spec.hidden)
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        prev_weight: torch.Tensor,
+        prev_reward: torch.Tensor,
+        h: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One day: ``(obs (B, D), prev_weight (B, N), prev_reward (B,), h)`` -> ``(w, h')``."""
+        x = torch.cat(
+            [self.norm(obs), prev_weight, prev_reward.unsqueeze(-1) * self.reward_scale], -1
+        )
+        h = self.cell(x, h)
+        return _squash(self.out(h), self.spec), h

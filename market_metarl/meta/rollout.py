@@ -1,0 +1,159 @@
+"""Replay a policy over an :class:`~market_metarl.meta.episodes.Episode`, differentiably.
+
+The weights a policy picks are a function of the observations and, when the policy reads its own
+position, of its previous weights (after their drift, exactly as the env reports them). The PnL is
+then :func:`market_metarl.envs.accounting.log_returns` of those weights: the one accounting. The
+gradient of the PnL with respect to the policy's parameters is exact (pathwise), which has far less
+variance than a score-function (REINFORCE) estimate; :func:`pg_loss` is that alternative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from market_metarl.envs.accounting import drift, log_returns
+from market_metarl.meta.adapt import call
+from market_metarl.meta.episodes import Episode
+from market_metarl.meta.policies import GRUPolicy, MLPPolicy
+
+PNL_SCALE = 100.0
+"""Losses are daily log returns in per cent, so gradients have a workable scale."""
+
+
+def held_after_close(prev_target: torch.Tensor, ep: Episode, t: int) -> torch.Tensor:
+    """Weights held at the close of decision day ``t`` given the target executed at its open."""
+    ratio = (ep.closes[:, t] / ep.opens[:, t]).to(prev_target.dtype)
+    return drift(prev_target, ratio)
+
+
+def _with_position(obs: torch.Tensor, ep: Episode, held: torch.Tensor) -> torch.Tensor:
+    sl = ep.position_slice
+    return torch.cat([obs[..., : sl.start], held.to(obs.dtype), obs[..., sl.stop :]], -1)
+
+
+def mlp_weights(policy: MLPPolicy, params: Mapping[str, torch.Tensor], ep: Episode) -> torch.Tensor:
+    """Target weights ``(B, D, N)`` of an MLP policy over the episode (starting flat)."""
+    if not policy.spec.position_input:
+        return call(policy, params, ep.obs)
+    weights = []
+    target = torch.zeros(ep.batch, ep.n_assets, dtype=torch.float64)
+    held = target
+    for t in range(ep.days):
+        if t > 0:
+            held = held_after_close(target, ep, t)
+        target = call(policy, params, _with_position(ep.obs[:, t], ep, held)).double()
+        weights.append(target)
+    return torch.stack(weights, 1)
+
+
+def episode_log_returns(ep: Episode, weights: torch.Tensor) -> torch.Tensor:
+    """Daily log returns ``(B, D)`` of target weights ``(B, D, N)`` (flat before the first day)."""
+    return log_returns(weights.double(), ep.opens, ep.closes, ep.cost_rate, ep.borrow_daily)
+
+
+def mlp_loss(policy: MLPPolicy, params: Mapping[str, torch.Tensor], ep: Episode) -> torch.Tensor:
+    """Minus the mean daily log return (per cent) of the policy over the episode."""
+    return -episode_log_returns(ep, mlp_weights(policy, params, ep)).mean() * PNL_SCALE
+
+
+def gru_rollout(
+    policy: GRUPolicy,
+    params: Mapping[str, torch.Tensor] | None,
+    ep: Episode,
+    h: torch.Tensor | None = None,
+    prev_weight: torch.Tensor | None = None,
+    prev_reward: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the recurrent policy over the episode, feeding back its weights and daily returns.
+
+    Returns:
+        ``(weights (B, D, N), log returns (B, D), final hidden state, last reward)``.
+    """
+    b, n = ep.batch, ep.n_assets
+    h = policy.initial_state(b) if h is None else h
+    prev_w = torch.zeros(b, n) if prev_weight is None else prev_weight.float()
+    prev_r = torch.zeros(b) if prev_reward is None else prev_reward.float()
+    target = torch.zeros(b, n, dtype=torch.float64)
+    held = target
+    weights, rets = [], []
+    for t in range(ep.days):
+        if t > 0:
+            held = held_after_close(target, ep, t)
+        obs = _with_position(ep.obs[:, t], ep, held)
+        if params is None:
+            w, h = policy(obs, prev_w, prev_r, h)
+        else:
+            w, h = call_gru(policy, params, obs, prev_w, prev_r, h)
+        day = ep.window(t, t + 1)
+        r = log_returns(
+            w.double().unsqueeze(1),
+            day.opens,
+            day.closes,
+            ep.cost_rate,
+            ep.borrow_daily,
+            held.unsqueeze(1),
+        )[:, 0]
+        weights.append(w)
+        rets.append(r)
+        target, prev_w, prev_r = w.double(), w, r.float()
+    return torch.stack(weights, 1), torch.stack(rets, 1), h, prev_r
+
+
+def call_gru(
+    policy: GRUPolicy,
+    params: Mapping[str, torch.Tensor],
+    obs: torch.Tensor,
+    prev_w: torch.Tensor,
+    prev_r: torch.Tensor,
+    h: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the recurrent policy evaluated with ``params``."""
+    out: tuple[torch.Tensor, torch.Tensor] = torch.func.functional_call(
+        policy, dict(params), (obs, prev_w, prev_r, h)
+    )
+    return out
+
+
+def pg_loss(
+    policy: MLPPolicy,
+    params: Mapping[str, torch.Tensor],
+    ep: Episode,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Score-function (REINFORCE) loss with a per-day mean baseline: the plain estimator.
+
+    Samples an action per day from the policy's distribution, computes the realised daily log
+    returns with the same accounting, and weights each log-probability by the return-to-go minus
+    its batch mean. Unbiased, but far noisier than :func:`mlp_loss`; kept as an option.
+    """
+    obs = ep.obs
+    dist = call_distribution(policy, params, obs)
+    sample = dist.sample() if generator is None else _sample(dist, generator)
+    weights = policy.weight_of(sample).double()
+    with torch.no_grad():
+        rets = episode_log_returns(ep, weights) * PNL_SCALE
+        to_go = rets.flip(1).cumsum(1).flip(1)
+        adv = to_go - to_go.mean(0, keepdim=True)
+    logp = dist.log_prob(sample)
+    if logp.dim() == 3:
+        logp = logp.sum(-1)
+    return -(logp * adv).mean()
+
+
+def call_distribution(
+    policy: MLPPolicy, params: Mapping[str, torch.Tensor], obs: torch.Tensor
+) -> torch.distributions.Distribution:
+    """The policy's action distribution at ``obs``, evaluated with ``params``."""
+    raw = torch.func.functional_call(policy, dict(params), (obs,), {"raw": True})
+    return policy.distribution_from_raw(raw, params.get("log_std"))
+
+
+def _sample(dist: torch.distributions.Distribution, generator: torch.Generator) -> torch.Tensor:
+    if isinstance(dist, torch.distributions.Categorical):
+        flat = dist.probs.reshape(-1, dist.probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).reshape(dist.probs.shape[:-1])
+    assert isinstance(dist, torch.distributions.Normal)
+    noise = torch.randn(dist.loc.shape, generator=generator)
+    return dist.loc + dist.scale * noise

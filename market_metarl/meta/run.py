@@ -1,0 +1,73 @@
+"""A trained run, loaded: its experiment and every agent the backtest and paper trading compare.
+
+Agents by strategy name: ``adapted`` (the run's algorithm: MAML, RL^2 or, for a pooled-only run,
+the pooled policy), ``pooled`` (no adaptation), ``finetune`` (pooled plus gradient steps on the
+support days), ``scratch`` (a fresh policy trained on the support days only) and ``buy_and_hold``.
+Fine-tune and scratch are computed at adaptation time from the run's pooled policy and settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from market_metarl.meta.agents import Agent, ConstantAgent
+from market_metarl.meta.experiment import Experiment
+from market_metarl.meta.learners import PooledLearner
+from market_metarl.meta.trainer import (
+    Shapes,
+    experiment_of_run,
+    load_learner,
+    read_run_json,
+    run_shapes,
+)
+from market_metarl.types import RunError
+
+STRATEGIES: tuple[str, ...] = ("adapted", "pooled", "finetune", "scratch", "buy_and_hold")
+
+
+@dataclass
+class TrainedRun:
+    """A run directory opened for use."""
+
+    path: Path
+    state: dict[str, Any]
+    experiment: Experiment
+    shapes: Shapes
+
+    @classmethod
+    def open(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainedRun:
+        """Open ``path``; a missing, unfinished or corrupt run raises :class:`RunError`."""
+        run_dir = Path(path)
+        if not run_dir.is_dir():
+            raise RunError(
+                f"run directory {run_dir} does not exist; train one with `market-metarl train`"
+            )
+        state = read_run_json(run_dir)
+        exp = experiment_of_run(run_dir, overrides)
+        return cls(run_dir, state, exp, run_shapes(run_dir))
+
+    @property
+    def algo(self) -> str:
+        return str(self.state["algo"])
+
+    def agent(self, strategy: str, seed: int = 0) -> Agent:
+        """The agent behind a strategy name (see :data:`STRATEGIES`)."""
+        train = self.experiment.train
+        if strategy == "buy_and_hold":
+            return ConstantAgent(1.0, "buy_and_hold")
+        if strategy == "adapted":
+            learner = load_learner(self.path, self.algo, self.experiment)
+            agent = learner.agent()
+            agent.name = "adapted"
+            return agent
+        pooled = load_learner(self.path, "pooled", self.experiment)
+        assert isinstance(pooled, PooledLearner)
+        if strategy == "pooled":
+            return pooled.agent()
+        if strategy == "finetune":
+            return pooled.finetune_agent(train.finetune_steps, train.finetune_lr)
+        if strategy == "scratch":
+            return pooled.scratch_agent(train.scratch_steps, train.scratch_lr, seed)
+        raise RunError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
