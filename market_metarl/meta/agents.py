@@ -94,11 +94,12 @@ class ScratchAgent(GradientAgent):
 
     def __init__(self, policy: MLPPolicy, inner: InnerLoop, seed: int = 0) -> None:
         super().__init__("scratch", policy, params_of(policy), inner)
-        self.seed, self._count = seed, 0
+        self.seed = seed
 
     def init(self) -> None:
-        gen = torch.Generator().manual_seed(self.seed + self._count)
-        self._count += 1
+        # The same fresh initialisation at every reset: a replay (paper trading restarting each
+        # day) must reproduce the backtest's positions exactly.
+        gen = torch.Generator().manual_seed(self.seed)
         fresh = {}
         for k, v in params_of(self.policy).items():
             if v.dim() >= 2:
