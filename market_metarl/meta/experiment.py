@@ -46,6 +46,8 @@ class TrainConfig:
         estimator: ``pathwise`` (back-propagate the PnL) or ``score_function`` (REINFORCE).
         rl2_hidden: GRU units of the RL^2 policy.
         rl2_batch: Task windows per RL^2 update.
+        rl2_iterations: Updates of RL^2 (0: same as ``iterations``); BPTT updates are cheap and
+            it needs more of them than MAML's meta-batches.
         pooled_iterations: Updates of the pooled baseline (0: same as ``iterations``).
         pooled_batch: Task windows per pooled update.
         finetune_steps: Gradient steps of the fine-tune baseline on the support days.
@@ -73,6 +75,7 @@ class TrainConfig:
     estimator: Literal["pathwise", "score_function"] = "pathwise"
     rl2_hidden: int = 32
     rl2_batch: int = 64
+    rl2_iterations: int = 0
     pooled_iterations: int = 0
     pooled_batch: int = 32
     finetune_steps: int = 10

@@ -107,12 +107,14 @@ class MAMLLearner:
             s, q = support.select([b]), query.select([b])
             task_loss = self.loss(self.policy, self.adapted(s), q) / ep.batch
             task_loss.backward()
-            outer += float(task_loss)
+            outer += float(task_loss.detach())
             with torch.no_grad():
                 pre += float(self.loss(self.policy, params_of(self.policy), q)) / ep.batch
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip)
         self.opt.step()
-        mean_lr = float(torch.cat([v.exp().reshape(-1) for v in self.log_lr.values()]).mean())
+        mean_lr = float(
+            torch.cat([v.detach().exp().reshape(-1) for v in self.log_lr.values()]).mean()
+        )
         return {"query_loss": outer, "pre_adapt_loss": pre, "inner_lr": mean_lr}
 
     def state_dict(self) -> dict[str, Any]:
@@ -158,7 +160,7 @@ class PooledLearner:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip)
         self.opt.step()
-        return {"loss": float(loss)}
+        return {"loss": float(loss.detach())}
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict()}
@@ -217,7 +219,10 @@ class RL2Learner:
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip)
         self.opt.step()
         query = rets[:, self.windows.adapt_days - 1 :]
-        return {"loss": float(loss), "query_return": float(query.mean() * PNL_SCALE)}
+        return {
+            "loss": float(loss.detach()),
+            "query_return": float(query.detach().mean() * PNL_SCALE),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict()}

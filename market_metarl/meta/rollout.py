@@ -130,12 +130,14 @@ def pg_loss(
     """
     obs = ep.obs
     dist = call_distribution(policy, params, obs)
-    sample = dist.sample() if generator is None else _sample(dist, generator)
+    with torch.no_grad():  # the score function differentiates log p(a), never the sample
+        sample = dist.sample() if generator is None else _sample(dist, generator)
     weights = policy.weight_of(sample).double()
     with torch.no_grad():
         rets = episode_log_returns(ep, weights) * PNL_SCALE
         to_go = rets.flip(1).cumsum(1).flip(1)
-        adv = to_go - to_go.mean(0, keepdim=True)
+        # batch-mean baseline per day; a lone task has no batch to average over
+        adv = to_go - to_go.mean(0, keepdim=True) if ep.batch > 1 else to_go
     logp = dist.log_prob(sample)
     if logp.dim() == 3:
         logp = logp.sum(-1)

@@ -107,9 +107,8 @@ def _batch_size(name: str, cfg: TrainConfig) -> int:
 
 
 def _iterations(name: str, cfg: TrainConfig) -> int:
-    if name == "pooled" and cfg.pooled_iterations:
-        return cfg.pooled_iterations
-    return cfg.iterations
+    override = {"pooled": cfg.pooled_iterations, "rl2": cfg.rl2_iterations}.get(name, 0)
+    return override or cfg.iterations
 
 
 def train(
