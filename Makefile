@@ -25,7 +25,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/python -m pytest -n 2 tests
+	MARKET_METARL_SMALL=1 $(BIN)/python -m pytest -n 2 --nbmake tests notebooks
 
 demo: $(STAMP)
 	$(BIN)/python -m market_metarl.demo
