@@ -129,6 +129,29 @@ def _train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    from market_metarl.backtest.runner import run_backtest
+
+    for name in ("adapt_days", "every", "seeds"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    out = run_backtest(
+        args.run,
+        args.data,
+        protocol=args.protocol,
+        adapt_days=args.adapt_days,
+        start=args.start,
+        end=args.end,
+        seeds=args.seeds,
+        out_dir=args.out,
+        every=args.every,
+        progress=True,
+    )
+    print(f"backtest written to {out} (report: {out / 'report.html'})")
+    return EXIT_OK
+
+
 def _parse_param(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -184,12 +207,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_regimes)
     p = sub.add_parser("train", help="meta-train an algorithm and the pooled baseline")
     p.add_argument("--config", required=True, help="task distribution, e.g. envs/default.toml")
-    p.add_argument("--algo", choices=["maml", "rl2", "pooled"], help="default: [train] algo")
+    p.add_argument(
+        "--algo",
+        choices=["maml", "rl2", "pooled", "model_based", "pearl"],
+        help="default: [train] algo",
+    )
     p.add_argument("--out", required=True, help="run directory, e.g. runs/default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int, help="override [train] iterations")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.set_defaults(handler=_train)
+    p = sub.add_parser("backtest", help="backtest a trained run against baselines in backtrader")
+    p.add_argument("--run", required=True, help="trained run directory, e.g. runs/default")
+    p.add_argument(
+        "--data", help="source traded (bundled:GOOG, csv:FILE...); default: the run's test tasks"
+    )
+    p.add_argument("--protocol", choices=["regime", "rolling"], default="regime")
+    p.add_argument("--adapt-days", type=int, help="K support days (default: [train] adapt_days)")
+    p.add_argument("--every", type=int, default=20, help="R days between adaptations (rolling)")
+    p.add_argument("--start", help="first date traded, YYYY-MM-DD")
+    p.add_argument("--end", help="last date read, YYYY-MM-DD")
+    p.add_argument("--seeds", type=int, default=1, help="seeds of the seeded baselines")
+    p.add_argument("--out", required=True, help="output folder (metrics.json, report.html...)")
+    p.set_defaults(handler=_backtest)
     for register in _EXTENSIONS:
         register(sub)
     return parser
@@ -197,6 +237,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 _EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
 """Registrars of later layers' subcommands (train, backtest, paper)."""
+
+
+def _paper(args: argparse.Namespace) -> int:
+    from market_metarl.live.commands import run_command
+
+    return run_command(args)
+
+
+def _add_paper(sub: argparse._SubParsersAction) -> None:
+    paper = sub.add_parser("paper", help="paper trading: adapt daily, trade, keep a ledger")
+    paper_sub = paper.add_subparsers(dest="paper_command", required=True, parser_class=_Parser)
+    helps = {
+        "init": "create the ledger of a paper account for a trained run and a feed",
+        "step": "the daily step: adapt, decide, guard, submit, record (once per as-of date)",
+        "run": "step once per trading day (replay: through --asof), resume, stop on SIGINT/TERM",
+        "status": "positions, equity, PnL against buy-and-hold, adaptation and guardrails",
+        "reset": "clear the kill switch and the fallback to the pooled policy",
+    }
+    for name, text in helps.items():
+        p = paper_sub.add_parser(name, help=text)
+        p.add_argument("--db", required=True, help="ledger file (SQLite), e.g. paper/spy.db")
+        if name in ("init", "step", "run"):
+            need = name == "init"
+            p.add_argument("--run", required=need, help="trained run directory, e.g. runs/NAME")
+            p.add_argument(
+                "--feed", required=need, help="yfinance:SPY (live) or bundled:SPY, csv:FILE (replay)"
+            )
+        if name in ("step", "run"):
+            p.add_argument("--asof", help="as-of trading day YYYY-MM-DD (run: the last one)")
+        if name == "run":
+            p.add_argument("--start", help="first as-of day of an account not stepped yet")
+            p.add_argument("--every", type=float, help="seconds between steps (default: daily)")
+        if name == "init":
+            p.add_argument("--cash", type=float, help="initial cash (default: [paper] cash)")
+            p.add_argument("--adapt-days", type=int, help="K (default: the run's adapt_days)")
+            p.add_argument("--adapt-every", type=int, help="R (default: the run's horizon)")
+        p.add_argument("--json", action="store_true", help="print JSON instead of text")
+        p.set_defaults(handler=_paper)
+
+
+_EXTENSIONS.append(_add_paper)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

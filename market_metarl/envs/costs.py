@@ -35,7 +35,7 @@ ADV_WINDOW = 20
 """Trailing days of the average dollar volume used by the impact term."""
 
 ORDER_TOLERANCE = 1e-12
-"""Traded notional, as a fraction of equity, below which no order is sent (and no minimum fee)."""
+"""Traded notional, in account currency, below which no order is sent (and no minimum fee)."""
 
 
 def relu(x: X) -> X:

@@ -1,0 +1,199 @@
+"""Statistics over tasks and seeds: bootstrap intervals, P(A beats B), the deflated Sharpe ratio.
+
+- :func:`bootstrap_ci`: a stratified percentile bootstrap in the spirit of rliable's interval
+  estimates (Agarwal et al. 2021). Tasks are resampled with replacement *within each stratum*
+  (e.g. each symbol keeps its number of tasks), then, within each drawn task, one seed's run is
+  drawn; the statistic is recomputed on the pooled daily returns of the draw. The interval is
+  the percentile interval of the replicates; it narrows as tasks are added.
+- :func:`prob_beats`: the probability that strategy A's per-task score beats B's on the same
+  task (paired by task; over seeds it is the Mann-Whitney probability ``P(a > b) + P(a = b) / 2``),
+  averaged over tasks, with the same bootstrap over tasks for its interval.
+- :func:`deflated_sharpe`: Bailey & López de Prado (2014), "The Deflated Sharpe Ratio: Correcting
+  for Selection Bias, Backtest Overfitting and Non-Normality", eq. (2)-(3).
+
+Randomness comes from a ``numpy.random.Generator`` passed in; nothing touches global RNGs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+EULER_GAMMA = 0.5772156649015329
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its percentile bootstrap interval."""
+
+    point: float
+    low: float
+    high: float
+    level: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"point": self.point, "low": self.low, "high": self.high, "level": self.level}
+
+
+def _strata_indices(strata: Sequence[str] | None, n_tasks: int) -> list[np.ndarray]:
+    labels = list(strata) if strata is not None else ["all"] * n_tasks
+    if len(labels) != n_tasks:
+        raise ValueError(f"{len(labels)} strata labels for {n_tasks} tasks")
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    return [np.array(v) for v in groups.values()]
+
+
+def resample_tasks(rng: np.random.Generator, groups: list[np.ndarray], n_boot: int) -> np.ndarray:
+    """Task indices ``(n_boot, n_tasks)``: each stratum resampled with replacement, in place."""
+    parts = [g[rng.integers(0, len(g), size=(n_boot, len(g)))] for g in groups]
+    return np.concatenate(parts, axis=1)
+
+
+def bootstrap_ci(
+    runs: Sequence[Sequence[np.ndarray]],
+    statistic: Callable[[np.ndarray], float],
+    rng: np.random.Generator,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    strata: Sequence[str] | None = None,
+) -> Interval:
+    """Stratified percentile bootstrap of a statistic of pooled daily returns.
+
+    Args:
+        runs: ``runs[task][seed]``: the daily returns of one task under one seed.
+        statistic: Maps pooled daily returns to a number (e.g. a Sharpe ratio).
+        rng: Random generator (seeded by the caller).
+        n_boot: Bootstrap replicates.
+        level: Coverage of the interval.
+        strata: One label per task; tasks are resampled within their label.
+
+    Returns:
+        The statistic of all runs pooled, and its percentile interval.
+    """
+    if not runs or any(len(seeds) == 0 for seeds in runs):
+        raise ValueError("bootstrap_ci needs at least one task with at least one seed")
+    point = statistic(np.concatenate([r for seeds in runs for r in seeds]))
+    groups = _strata_indices(strata, len(runs))
+    draws = resample_tasks(rng, groups, n_boot)
+    seed_draws = rng.random(draws.shape)
+    values = np.empty(n_boot)
+    for b in range(n_boot):
+        chosen = [
+            runs[t][int(u * len(runs[t]))] for t, u in zip(draws[b], seed_draws[b], strict=True)
+        ]
+        values[b] = statistic(np.concatenate(chosen))
+    return _interval(point, values, level)
+
+
+def _interval(point: float, values: np.ndarray, level: float) -> Interval:
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return Interval(point, math.nan, math.nan, level)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+    return Interval(float(point), float(low), float(high), level)
+
+
+def _beats(a: np.ndarray, b: np.ndarray) -> float:
+    """Mann-Whitney probability that a draw of ``a`` beats a draw of ``b`` (ties count half)."""
+    diff = a[:, None] - b[None, :]
+    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+
+
+def prob_beats(
+    a: Sequence[np.ndarray],
+    b: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    strata: Sequence[str] | None = None,
+) -> Interval:
+    """Probability that A beats B on a task, paired by task and averaged over tasks.
+
+    Args:
+        a: ``a[task]``: A's per-task scores, one per seed (nan scores are dropped).
+        b: ``b[task]``: B's per-task scores on the same tasks.
+        rng: Random generator.
+        n_boot: Bootstrap replicates over tasks (stratified like :func:`bootstrap_ci`).
+        level: Coverage of the interval.
+        strata: One label per task.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"prob_beats needs the same tasks for both, got {len(a)} and {len(b)}")
+    per_task = []
+    for x, y in zip(a, b, strict=True):
+        xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        xs, ys = xs[np.isfinite(xs)], ys[np.isfinite(ys)]
+        per_task.append(_beats(xs, ys) if len(xs) and len(ys) else 0.5)
+    scores = np.array(per_task)
+    draws = resample_tasks(rng, _strata_indices(strata, len(scores)), n_boot)
+    return _interval(float(scores.mean()), scores[draws].mean(axis=1), level)
+
+
+def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
+    """``SR_0``: the expected maximum Sharpe ratio of ``n_trials`` unskilled trials.
+
+    ``sqrt(V) * ((1 - gamma) * Z^-1(1 - 1/N) + gamma * Z^-1(1 - 1/(N e)))`` (Bailey & López de
+    Prado 2014, eq. 2), in the units of the Sharpe ratios whose variance ``V`` is given; 0 for one
+    trial (the deflated Sharpe ratio is then the probabilistic Sharpe ratio against 0).
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if n_trials == 1 or sharpe_variance <= 0:
+        return 0.0
+    z = _NORMAL.inv_cdf
+    return math.sqrt(sharpe_variance) * (
+        (1.0 - EULER_GAMMA) * z(1.0 - 1.0 / n_trials)
+        + EULER_GAMMA * z(1.0 - 1.0 / (n_trials * math.e))
+    )
+
+
+def deflated_sharpe(
+    sharpe: float,
+    n_obs: int,
+    n_trials: int,
+    sharpe_variance: float,
+    skew: float = 0.0,
+    kurtosis: float = 3.0,
+) -> float:
+    """Deflated Sharpe ratio: the probability that the true Sharpe ratio exceeds ``SR_0``.
+
+    ``Z((SR - SR_0) sqrt(T - 1) / sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2))`` (eq. 3), where every
+    Sharpe ratio is **per period** (not annualised).
+
+    Args:
+        sharpe: Per-period Sharpe ratio of the selected strategy.
+        n_obs: Number of returns ``T`` behind it.
+        n_trials: Strategies tried (``N``).
+        sharpe_variance: Variance of the per-period Sharpe ratios across the trials.
+        skew: Skewness ``g3`` of the selected strategy's returns.
+        kurtosis: Kurtosis ``g4`` (not excess: 3 for normal returns).
+    """
+    if n_obs < 2 or not math.isfinite(sharpe):
+        return math.nan
+    sr0 = expected_max_sharpe(n_trials, sharpe_variance)
+    denom = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
+    if denom <= 0:
+        return math.nan
+    return _NORMAL.cdf((sharpe - sr0) * math.sqrt(n_obs - 1) / math.sqrt(denom))
+
+
+def moments(returns: np.ndarray) -> tuple[float, float, float]:
+    """``(per-period Sharpe, skewness, kurtosis)`` of returns (population moments; kurtosis not
+    excess). Sharpe uses ``ddof=1``, as :func:`market_metarl.backtest.metrics.sharpe` does."""
+    r = np.asarray(returns, dtype=np.float64)
+    if len(r) < 3:
+        return math.nan, 0.0, 3.0
+    sd1 = float(np.std(r, ddof=1))
+    sd0 = float(np.std(r))
+    if sd0 < 1e-15:
+        return math.nan, 0.0, 3.0
+    z = (r - r.mean()) / sd0
+    return float(r.mean() / sd1), float(np.mean(z**3)), float(np.mean(z**4))

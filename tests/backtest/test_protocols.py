@@ -1,0 +1,97 @@
+"""No lookahead: altering every bar after a date T leaves every position up to T unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import synthetic_bars, write_csv
+
+from market_metarl.backtest.protocols import (
+    regime_markets,
+    regime_spans,
+    rolling_markets,
+    schedule,
+)
+from market_metarl.backtest.rules import RuleAgent, TrailingReturn
+from market_metarl.meta.run import TrainedRun
+from market_metarl.types import DataError, RunError
+
+STRATEGIES = ("adapted", "pooled", "finetune", "scratch", "momentum", "mean_reversion")
+
+
+def _altered(bars: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
+    out = bars.copy()
+    later = out.index > cut
+    factor = np.random.default_rng(0).uniform(0.7, 1.4, int(later.sum()))
+    for col in ("open", "high", "low", "close"):
+        out.loc[later, col] = out.loc[later, col].to_numpy() * factor
+    out.loc[later, "volume"] = out.loc[later, "volume"].to_numpy() * 3.0
+    return out
+
+
+def _agent(run: TrainedRun, name: str, market):  # type: ignore[no-untyped-def]
+    if name in ("momentum", "mean_reversion"):
+        return RuleAgent(name, market.bars, market.view)
+    return run.agent(name, 0)
+
+
+def _positions(run: TrainedRun, markets, protocol: str, k: int, every: int) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    m = markets[0]
+    cols = {s: schedule(_agent(run, s, m), m, protocol, k, every) for s in STRATEGIES}  # type: ignore[arg-type]
+    return pd.DataFrame(cols, index=m.view.dates)
+
+
+@pytest.mark.parametrize("protocol", ["rolling", "regime"])
+def test_positions_up_to_t_ignore_later_bars(syn_run: Path, tmp_path: Path, protocol: str) -> None:
+    run = TrainedRun.open(syn_run)
+    bars = synthetic_bars(seed=11, days=260)
+    cut = bars.index[170]
+    original = write_csv(bars, tmp_path / "a.csv")
+    altered = write_csv(_altered(bars, cut), tmp_path / "b.csv")
+    k, every = 5, 7
+    if protocol == "rolling":
+        ms_a = rolling_markets(run, original, k, every)
+        ms_b = rolling_markets(run, altered, k, every)
+    else:
+        # Regime boundaries are hindsight by design: fix them, then check causality within.
+        spans = {"A": regime_spans(run, bars, "A", None)}
+        ms_a = regime_markets(run, original, k, 30, spans={"A": spans["A"]})
+        ms_b = regime_markets(run, altered, k, 30, spans={"B": spans["A"]})
+    a = _positions(run, ms_a, protocol, k, every)
+    b = _positions(run, ms_b, protocol, k, every)
+    early = a.index <= cut
+    assert (a.loc[early].abs().sum() > 0).any()
+    pd.testing.assert_frame_equal(a.loc[early], b.loc[early], check_exact=True)
+    assert not a.loc[~early].equals(b.loc[~early])
+
+
+def test_trailing_return_is_causal(syn_run: Path) -> None:
+    run = TrainedRun.open(syn_run)
+    market = rolling_markets(run, "synthetic:ar-regimes?seed=3&tasks=3&days=80", 5, 10)[0]
+    helper = TrailingReturn(market.bars, market.view, 20)
+    t = 40
+    d = market.view.dates[t]
+    close = market.bars["close"]
+    row = close.index.get_loc(d)
+    assert helper.at(t) == pytest.approx(close.iloc[row] / close.iloc[row - 20] - 1)
+
+
+def test_rule_agent_refuses_foreign_windows(syn_run: Path) -> None:
+    run = TrainedRun.open(syn_run)
+    market = rolling_markets(run, "synthetic:ar-regimes?seed=3&tasks=3&days=80", 5, 10)[0]
+    agent = RuleAgent("momentum", market.bars, market.view)
+    with pytest.raises(RunError, match="adapt"):
+        agent.act(np.zeros(3))
+    other = rolling_markets(run, "synthetic:ar-regimes?seed=4&tasks=3&days=80", 5, 10)[0]
+    with pytest.raises(RunError):
+        agent.adapt(other.view.episode.window(0, 4))
+
+
+def test_short_data_is_refused(syn_run: Path, tmp_path: Path) -> None:
+    run = TrainedRun.open(syn_run)
+    spec = write_csv(synthetic_bars(days=6), tmp_path / "short.csv")
+    with pytest.raises(DataError, match="adapt-days"):
+        rolling_markets(run, spec, 5, 10)

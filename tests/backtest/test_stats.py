@@ -1,0 +1,94 @@
+"""Bootstrap intervals, P(A beats B) and the deflated Sharpe ratio."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from market_metarl.backtest import metrics as M
+from market_metarl.backtest.stats import (
+    EULER_GAMMA,
+    bootstrap_ci,
+    deflated_sharpe,
+    expected_max_sharpe,
+    moments,
+    prob_beats,
+)
+
+
+def _runs(n_tasks: int, n_seeds: int, seed: int = 0) -> list[list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [
+        [rng.normal(0.0005 * (t % 3), 0.01, 40) for _ in range(n_seeds)] for t in range(n_tasks)
+    ]
+
+
+def _sharpe(r: np.ndarray) -> float:
+    return M.sharpe(r, 252)
+
+
+def test_ci_contains_point_and_shrinks_with_more_tasks() -> None:
+    few = bootstrap_ci(_runs(8, 3), _sharpe, np.random.default_rng(0), n_boot=400)
+    many = bootstrap_ci(_runs(128, 3), _sharpe, np.random.default_rng(0), n_boot=400)
+    for ci in (few, many):
+        assert ci.low <= ci.point <= ci.high
+    assert (many.high - many.low) < 0.5 * (few.high - few.low)
+
+
+def test_bootstrap_is_seeded_and_stratified() -> None:
+    runs = _runs(10, 2)
+    strata = ["A"] * 5 + ["B"] * 5
+    a = bootstrap_ci(runs, _sharpe, np.random.default_rng(1), 200, strata=strata)
+    b = bootstrap_ci(runs, _sharpe, np.random.default_rng(1), 200, strata=strata)
+    assert a == b
+    # One task per stratum and one seed: every replicate is the data itself.
+    single = [[np.array([0.01, -0.005, 0.002])], [np.array([0.0, 0.003, -0.001])]]
+    ci = bootstrap_ci(single, _sharpe, np.random.default_rng(0), 50, strata=["A", "B"])
+    assert ci.low == pytest.approx(ci.point) and ci.high == pytest.approx(ci.point)
+
+
+def test_prob_beats_paired_by_task() -> None:
+    a = [np.array([2.0]), np.array([1.0]), np.array([0.5])]
+    b = [np.array([1.0]), np.array([1.0]), np.array([0.7])]
+    p = prob_beats(a, b, np.random.default_rng(0), 200)
+    assert p.point == pytest.approx((1 + 0.5 + 0) / 3)
+    assert p.low <= p.point <= p.high
+    # Over seeds: the Mann-Whitney probability on each task.
+    p2 = prob_beats([np.array([1.0, 3.0])], [np.array([2.0, 2.0])], np.random.default_rng(0), 10)
+    assert p2.point == pytest.approx(0.5)
+
+
+def test_deflated_sharpe_paper_example() -> None:
+    """Bailey & López de Prado (2014), section 4: SR0 = 0.1132, DSR = 0.9004."""
+    sr = 2.5 / math.sqrt(250)
+    var = 0.5 / 250
+    assert expected_max_sharpe(100, var) == pytest.approx(0.1132, abs=5e-5)
+    assert deflated_sharpe(sr, 1250, 100, var, skew=-3, kurtosis=10) == pytest.approx(
+        0.9004, abs=5e-4
+    )
+
+
+def test_deflated_sharpe_by_hand() -> None:
+    sr, n_obs, n_trials, var, skew, kurt = 0.08, 500, 7, 0.0009, 0.3, 5.0
+    z, phi = NormalDist().inv_cdf, NormalDist().cdf
+    sr0 = math.sqrt(var) * (
+        (1 - EULER_GAMMA) * z(1 - 1 / n_trials) + EULER_GAMMA * z(1 - 1 / (n_trials * math.e))
+    )
+    by_hand = phi(
+        (sr - sr0) * math.sqrt(n_obs - 1) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2)
+    )
+    assert deflated_sharpe(sr, n_obs, n_trials, var, skew, kurt) == pytest.approx(
+        by_hand, rel=1e-12
+    )
+    # One trial: the probabilistic Sharpe ratio against zero.
+    assert deflated_sharpe(0.0, 100, 1, var) == pytest.approx(0.5)
+
+
+def test_moments_of_normal_returns() -> None:
+    r = np.random.default_rng(0).normal(0.001, 0.01, 200_000)
+    sr, skew, kurt = moments(r)
+    assert sr == pytest.approx(0.1, rel=0.05)
+    assert abs(skew) < 0.05 and kurt == pytest.approx(3.0, abs=0.1)
