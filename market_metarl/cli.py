@@ -261,9 +261,7 @@ def _add_paper(sub: argparse._SubParsersAction) -> None:
         if name in ("init", "step", "run"):
             need = name == "init"
             p.add_argument("--run", required=need, help="trained run directory, e.g. runs/NAME")
-            p.add_argument(
-                "--feed", required=need, help="yfinance:SPY (live) or bundled:SPY, csv:FILE (replay)"
-            )
+            p.add_argument("--feed", required=need, help="yfinance:SPY, or bundled:SPY (replay)")
         if name in ("step", "run"):
             p.add_argument("--asof", help="as-of trading day YYYY-MM-DD (run: the last one)")
         if name == "run":
@@ -272,7 +270,7 @@ def _add_paper(sub: argparse._SubParsersAction) -> None:
         if name == "init":
             p.add_argument("--cash", type=float, help="initial cash (default: [paper] cash)")
             p.add_argument("--adapt-days", type=int, help="K (default: the run's adapt_days)")
-            p.add_argument("--adapt-every", type=int, help="R (default: the run's horizon)")
+            p.add_argument("--adapt-every", type=int, help="R (default: [paper] every, 20)")
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
         p.set_defaults(handler=_paper)
 

@@ -1,0 +1,169 @@
+"""Creating a paper account, and opening one (ledger, run, agents, feed) for stepping.
+
+``init_account`` validates everything (run, feed, settings) before it creates the ledger, so bad
+input leaves no file behind. ``PaperSession.open`` checks that the ledger belongs to the run it is
+given (digest of the run's config and checkpoints) and that the feed trades the account's symbol.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from market_metarl.envs.costs import CostModel
+from market_metarl.live.feeds import Feed, open_feed
+from market_metarl.live.ledger import Account, Ledger
+from market_metarl.live.settings import PaperConfig, paper_config
+from market_metarl.meta.agents import Agent
+from market_metarl.meta.run import TrainedRun
+from market_metarl.types import DataError, RunError
+
+
+def run_digest(run: TrainedRun) -> str:
+    """Identity of a trained run: its config digest, algorithm, seed and checkpoint bytes."""
+    h = hashlib.sha256()
+    h.update(json.dumps([run.state.get("config"), run.algo, run.state.get("seed")]).encode())
+    for name in sorted({run.algo, "pooled"}):
+        path = run.path / "checkpoints" / f"{name}.pt"
+        if not path.is_file():
+            raise RunError(f"{run.path} has no {name} checkpoint; finish training it first")
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def init_account(
+    db: str | Path,
+    run_path: str | Path,
+    feed_spec: str,
+    cash: float | None = None,
+    adapt_days: int | None = None,
+    every: int | None = None,
+    now: dt.datetime | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Account:
+    """Create the ledger of a new paper account trading ``feed_spec`` with the run's policy.
+
+    Args:
+        db: Ledger file to create (must not exist).
+        run_path: Trained run directory.
+        feed_spec: Source of the bars (``yfinance:SPY``, or ``bundled:SPY``/``csv:FILE`` replayed).
+        cash: Initial cash (default: ``[paper] cash``).
+        adapt_days: K (default: ``[paper] adapt_days``, else the run's ``train.adapt_days``).
+        every: R (default: ``[paper] every``, else 20 like ``backtest --every``).
+        now: Creation time (default: now, UTC).
+        settings: ``[paper]`` keys that override the run's (strict, like the table).
+
+    Raises:
+        RunError: Unknown or unfinished run, or the ledger exists already.
+        ConfigError: Invalid ``[paper]`` settings or overrides.
+        DataError: The feed cannot be read.
+    """
+    run = TrainedRun.open(run_path)
+    digest = run_digest(run)
+    run.agent("adapted"), run.agent("pooled")  # fail now, not at the first step
+    overrides: dict[str, Any] = dict(settings or {})
+    if cash is not None:
+        overrides["cash"] = cash
+    if adapt_days is not None:
+        overrides["adapt_days"] = adapt_days
+    if every is not None:
+        overrides["every"] = every
+    table = {**(run.experiment.config.get("paper") or {}), **overrides}
+    cfg = paper_config({"paper": table}).resolved(run.experiment.train.adapt_days)
+    feed = open_feed(feed_spec)
+    feed.history()
+    db_path = Path(db)
+    if db_path.exists():
+        raise RunError(f"ledger {db_path} exists already; step it, or choose a new --db")
+    created = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    account_id = hashlib.sha256(f"{digest}|{feed.symbol}|{created}".encode()).hexdigest()[:10]
+    account = Account(
+        account_id=account_id,
+        run_path=str(Path(run_path).resolve()),
+        run_digest=digest,
+        config_digest=str(run.state.get("config")),
+        algo=run.algo,
+        seed=int(run.state.get("seed", 0)),
+        symbol=feed.symbol,
+        feed=feed_spec,
+        initial_cash=cfg.cash,
+        adapt_days=cfg.adapt_days,
+        every=cfg.every,
+        settings=cfg.to_json(),
+        origin=None,
+        created=created,
+    )
+    Ledger.create(db_path, account).close()
+    return account
+
+
+@dataclass
+class PaperSession:
+    """An account opened for stepping: its ledger, run, agents, feed and cost model."""
+
+    ledger: Ledger
+    account: Account
+    run: TrainedRun
+    adapted: Agent
+    pooled: Agent
+    feed: Feed
+    costs: CostModel
+    config: PaperConfig
+
+    @classmethod
+    def open(
+        cls, db: str | Path, run_path: str | Path | None = None, feed_spec: str | None = None
+    ) -> PaperSession:
+        """Open the ledger at ``db`` with its run (or ``run_path``, which must be the same run).
+
+        Raises:
+            RunError: No ledger, or the ledger belongs to another run.
+            DataError: The feed trades another symbol than the account.
+        """
+        ledger = Ledger.open(db)
+        try:
+            account = ledger.account()
+            run = TrainedRun.open(run_path or account.run_path)
+            if run_digest(run) != account.run_digest:
+                raise RunError(
+                    f"ledger {db} belongs to the run at {account.run_path} (digest "
+                    f"{account.run_digest}), not to {run.path}; give that --run or a new --db"
+                )
+            feed = open_feed(feed_spec or account.feed)
+            if feed.symbol != account.symbol:
+                raise DataError(
+                    f"feed {feed.spec} trades {feed.symbol} but ledger {db} trades "
+                    f"{account.symbol}; give a feed of {account.symbol}"
+                )
+            config = PaperConfig.from_json(account.settings)
+            costs = CostModel.from_spec(run.experiment.tasks.costs)
+            return cls(
+                ledger,
+                account,
+                run,
+                run.agent("adapted"),
+                run.agent("pooled"),
+                feed,
+                costs,
+                config,
+            )
+        except BaseException:
+            ledger.close()
+            raise
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> PaperSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def refresh(self) -> None:
+        """Re-read the account row (its origin is set by the first step)."""
+        self.account = self.ledger.account()

@@ -1,0 +1,249 @@
+"""The broker interface, and the paper broker that fills orders over the ledger.
+
+A :class:`Broker` takes target-weight orders with client ids and reports positions, cash, equity
+and fills. :class:`PaperBroker` implements it over the :class:`~market_metarl.live.ledger.Ledger`
+with the env's timing and the one cost model: the order decided after the close of day ``t`` is
+filled at the open of ``t+1`` (when that bar becomes known, in a later step); the traded notional is
+``|w - u| * E_open`` (``u``: the weight held just before the trade), its cost comes out of equity
+and the target weight applies to the equity after costs; shorts pay the day's borrow. These are
+the conventions of :mod:`market_metarl.envs.accounting`, so the paper account's equity equals the
+env's and the backtest's to float precision (:func:`rebalance` is the whole of it).
+
+Plugging in a real paper API (Alpaca's, through alpaca-py, is the expected first) means one more
+subclass of :class:`Broker`, mapped like this:
+
+- :meth:`Broker.submit`: read ``TradingClient.get_account().equity`` and the symbol's last price,
+  turn the target weight into a share quantity (``qty = w * equity / price - held``) and send
+  ``MarketOrderRequest(symbol, qty=abs(qty), side=BUY|SELL, time_in_force=TimeInForce.OPG,
+  client_order_id=client_id)``: ``OPG`` executes at the next open, exactly our timing. Alpaca
+  refuses a second order with the same ``client_order_id``, which keeps :meth:`submit` idempotent
+  (on that refusal, look the order up with ``get_order_by_client_id``).
+- :meth:`Broker.order`: ``get_order_by_client_id(client_id)`` (status ``new``/``accepted`` ->
+  ``submitted``, ``filled`` -> ``filled``, ``canceled``/``expired``/``rejected`` -> ``cancelled``).
+- :meth:`Broker.positions`: ``get_all_positions()`` (``qty`` per symbol).
+- :meth:`Broker.cash`: ``get_account().cash``; :meth:`Broker.equity`: ``get_account().equity``.
+- :meth:`Broker.fills`: ``get_account_activities(activity_types=[ActivityType.FILL])``, or
+  ``filled_qty`` and ``filled_avg_price`` of each order.
+
+Costs are then the broker's real ones; the ledger still records orders, fills and equity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from market_metarl.envs.costs import CostModel, inverse_adv, trailing_adv
+from market_metarl.live.ledger import Book, Ledger
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """A target-weight order decided after the close of ``decided``.
+
+    Attributes:
+        client_id: Deterministic id (one per account, date and symbol): submitting it twice
+            trades once.
+        symbol: The symbol.
+        target_weight: Weight of equity to hold after the next open.
+        decided: The decision day.
+    """
+
+    client_id: str
+    symbol: str
+    target_weight: float
+    decided: dt.date
+
+
+@dataclass(frozen=True)
+class Order:
+    """An order as the broker knows it: ``status`` is submitted, filled or cancelled."""
+
+    client_id: str
+    symbol: str
+    target_weight: float
+    decided: dt.date
+    status: str
+
+
+@dataclass(frozen=True)
+class Fill:
+    """A fill: signed shares traded at ``price`` on ``date``, and what it cost."""
+
+    client_id: str
+    date: dt.date
+    symbol: str
+    shares: float
+    price: float
+    cost: float
+
+
+class Broker(ABC):
+    """Where target-weight orders go (a paper ledger, or later a real paper-trading API)."""
+
+    @abstractmethod
+    def submit(self, request: OrderRequest) -> Order:
+        """Send an order; submitting a known client id again returns the existing order."""
+
+    @abstractmethod
+    def order(self, client_id: str) -> Order | None:
+        """The order with this client id, or None."""
+
+    @abstractmethod
+    def positions(self) -> dict[str, float]:
+        """Shares held, by symbol."""
+
+    @abstractmethod
+    def cash(self) -> float:
+        """Cash held (negative when borrowing to be leveraged long)."""
+
+    @abstractmethod
+    def fills(self, since: dt.date | None = None) -> list[Fill]:
+        """Fills dated ``since`` or later, oldest first."""
+
+    def equity(self, prices: Mapping[str, float]) -> float:
+        """Cash plus the positions at ``prices``."""
+        return self.cash() + sum(q * prices[s] for s, q in self.positions().items() if q)
+
+
+def rebalance(
+    cash: float,
+    shares: Mapping[str, float],
+    prices: Mapping[str, float],
+    targets: Mapping[str, float],
+    costs: CostModel,
+    inv_adv: Mapping[str, float] | None = None,
+) -> tuple[float, dict[str, float], float]:
+    """Trade a book of cash and shares to target weights at ``prices`` (the open).
+
+    Traded notional ``|w - u| * E`` (``E`` the equity at ``prices`` before the trade, ``u`` the
+    weights held), the cost model's cost (fees, slippage, minimum fee, impact, the day's borrow)
+    out of ``E``, then the targets applied to the equity after costs.
+
+    Returns:
+        ``(cash, shares by symbol, cost)`` after the trade.
+    """
+    symbols = sorted(set(shares) | set(targets))
+    p = np.array([prices[s] for s in symbols], dtype=np.float64)
+    q = np.array([shares.get(s, 0.0) for s in symbols], dtype=np.float64)
+    equity = cash + float(q @ p)
+    held = q * p / equity
+    w = np.array([targets.get(s, held[i]) for i, s in enumerate(symbols)], dtype=np.float64)
+    inv = np.array([(inv_adv or {}).get(s, 0.0) for s in symbols], dtype=np.float64)
+    cost = float(costs.rebalance_cost(equity, held, w, inv)[0])
+    post = equity - cost
+    new_q = w * post / p
+    new_cash = post - float(new_q @ p)
+    return new_cash, dict(zip(symbols, new_q.tolist(), strict=True)), cost
+
+
+def next_bar(bars: pd.DataFrame, decided: str | dt.date) -> int | None:
+    """Row of the first bar after the decision day (where its order fills), if known yet."""
+    i = int(bars.index.searchsorted(pd.Timestamp(decided), side="right"))
+    return i if i < len(bars) else None
+
+
+def inverse_adv_at(bars: pd.DataFrame, decided: str | dt.date, costs: CostModel) -> float:
+    """``1 / ADV`` on the decision day (causal), or 0 when the cost model has no impact term."""
+    if not costs.impact_coef:
+        return 0.0
+    upto = bars.loc[bars.index <= pd.Timestamp(decided)]
+    adv = trailing_adv(upto["close"].to_numpy(), upto["volume"].to_numpy())
+    return float(inverse_adv(adv[-1:])[0])
+
+
+def fill_book(book: Book, symbol: str, bars: pd.DataFrame, costs: CostModel) -> Book:
+    """A shadow book after its pending target fills at the next open (if that bar is known)."""
+    if book.pending is None or book.pending_date is None:
+        return book
+    i = next_bar(bars, book.pending_date)
+    if i is None:
+        return book
+    price = float(bars["open"].to_numpy()[i])
+    cash, shares, _ = rebalance(
+        book.cash,
+        {symbol: book.shares},
+        {symbol: price},
+        {symbol: book.pending},
+        costs,
+        {symbol: inverse_adv_at(bars, book.pending_date, costs)},
+    )
+    return replace(book, cash=cash, shares=shares[symbol], pending=None, pending_date=None)
+
+
+class PaperBroker(Broker):
+    """A simulated broker over the ledger: next-open fills, the env's cost model and accounting.
+
+    Writes go through the ledger's connection; call them inside ``ledger.transaction()``.
+    """
+
+    def __init__(self, ledger: Ledger, costs: CostModel) -> None:
+        self.ledger, self.costs = ledger, costs
+
+    def submit(self, request: OrderRequest) -> Order:
+        self.ledger.insert_order(
+            request.client_id,
+            request.decided.isoformat(),
+            request.symbol,
+            float(request.target_weight),
+        )
+        order = self.order(request.client_id)
+        assert order is not None
+        return order
+
+    def order(self, client_id: str) -> Order | None:
+        row = self.ledger.order(client_id)
+        if row is None:
+            return None
+        day, symbol, weight, status = row
+        return Order(client_id, symbol, weight, dt.date.fromisoformat(day), status)
+
+    def positions(self) -> dict[str, float]:
+        return self.ledger.positions()
+
+    def cash(self) -> float:
+        return self.ledger.cash()
+
+    def fills(self, since: dt.date | None = None) -> list[Fill]:
+        rows = self.ledger.fills(since.isoformat() if since else None)
+        return [
+            Fill(
+                r["client_id"],
+                dt.date.fromisoformat(r["date"]),
+                r["symbol"],
+                r["shares"],
+                r["price"],
+                r["cost"],
+            )
+            for r in rows
+        ]
+
+    def settle(self, bars: pd.DataFrame) -> list[Fill]:
+        """Fill every pending order whose next open is in ``bars`` (one symbol's bars)."""
+        done = []
+        for client_id, decided, symbol, weight in self.ledger.pending_orders():
+            i = next_bar(bars, decided)
+            if i is None:
+                continue
+            when = pd.Timestamp(bars.index[i])
+            price = float(bars["open"].to_numpy()[i])
+            held = self.positions()
+            cash, shares, cost = rebalance(
+                self.cash(),
+                held,
+                {symbol: price},
+                {symbol: weight},
+                self.costs,
+                {symbol: inverse_adv_at(bars, decided, self.costs)},
+            )
+            traded = shares[symbol] - held.get(symbol, 0.0)
+            day = when.date().isoformat()
+            self.ledger.record_fill(client_id, day, symbol, traded, price, cost)
+            self.ledger.set_book(cash, shares, day)
+            done.append(Fill(client_id, when.date(), symbol, traded, price, cost))
+        return done

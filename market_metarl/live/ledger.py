@@ -1,0 +1,399 @@
+"""The durable ledger of a paper account: one SQLite file (stdlib ``sqlite3``).
+
+Durability: WAL journal, ``PRAGMA synchronous=FULL`` (a commit is on disk before it returns),
+foreign keys on. Atomicity: every daily step writes inside ONE ``BEGIN IMMEDIATE ... COMMIT``
+(:meth:`Ledger.transaction`), so a crash at any moment leaves either the whole step or nothing, and
+SQLite rolls an interrupted transaction back the next time the file is opened. Idempotency: a
+step's date is the primary key of ``steps`` and an order's deterministic client id (one per
+account, date and symbol) the primary key of ``orders``, so a step re-run for a date already done
+is a no-op and nothing trades twice.
+
+Schema (version ``SCHEMA_VERSION``; the columns are in :mod:`market_metarl.live.schema`):
+
+- ``meta``: schema version and kind of file;
+- ``account``: one row: account id, run (path, digest of its config and checkpoints, algo, seed),
+  symbol, feed, initial cash, rolling settings (K, R), guardrail settings, origin (first step
+  date), creation time;
+- ``steps``: one row per decision day: adaptation day of its block, the policy that traded, the
+  adapted and pooled targets, the final target and its order;
+- ``orders``, ``fills``: target-weight orders by client id, and their fills (shares, price, cost);
+- ``positions``, ``cash``: the account's book now;
+- ``equity``, ``marks``: the book marked at every session's close since the origin, with the shadow
+  books' equity (pooled policy, buy-and-hold);
+- ``shadow_books``: the shadow books (cash, shares, pending target);
+- ``adaptations``: per rolling block, the support dates and a hash of the adapted state;
+- ``guardrail_events``, ``guard_state``: every guardrail event, and the kill/fallback flags.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from market_metarl.live.schema import LEDGER_KIND, SCHEMA, SCHEMA_VERSION, SHADOW_BOOKS, TABLES
+from market_metarl.types import DataError, RunError
+
+__all__ = ["SCHEMA_VERSION", "SHADOW_BOOKS", "Account", "Book", "EquityRow", "Ledger"]
+
+
+@dataclass(frozen=True)
+class Account:
+    """The ``account`` row: what the ledger trades, with which run and settings."""
+
+    account_id: str
+    run_path: str
+    run_digest: str
+    config_digest: str
+    algo: str
+    seed: int
+    symbol: str
+    feed: str
+    initial_cash: float
+    adapt_days: int
+    every: int
+    settings: str
+    origin: str | None
+    created: str
+
+
+@dataclass(frozen=True)
+class Book:
+    """Cash and shares of a shadow book, and the target it will trade at the next open."""
+
+    name: str
+    cash: float
+    shares: float
+    pending: float | None
+    pending_date: str | None
+
+
+@dataclass(frozen=True)
+class EquityRow:
+    """The account marked at one session's close."""
+
+    date: str
+    cash: float
+    positions_value: float
+    equity: float
+    pooled_equity: float | None
+    benchmark_equity: float | None
+    stepped: int
+
+
+def _connect(path: Path, mode: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class Ledger:
+    """A paper account's ledger, open on one SQLite connection (use as a context manager)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn, self.path = conn, path
+        self._depth = 0
+
+    # opening
+
+    @classmethod
+    def create(cls, path: str | Path, account: Account) -> Ledger:
+        """Create the file with its schema and account row (one transaction).
+
+        Raises:
+            RunError: ``path`` exists already, or its folder does not.
+        """
+        p = Path(path)
+        if p.exists():
+            raise RunError(f"ledger {p} exists already; step it, or choose a new --db")
+        if not p.parent.is_dir():
+            raise RunError(f"folder {p.parent} of --db does not exist; create it first")
+        conn = _connect(p, "rwc")
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            ledger = cls(conn, p)
+            with ledger.transaction():
+                for statement in SCHEMA:
+                    conn.execute(statement)
+                conn.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [("schema_version", str(SCHEMA_VERSION)), ("kind", LEDGER_KIND)],
+                )
+                row = asdict(account)
+                conn.execute(
+                    f"INSERT INTO account (id, {', '.join(row)}) "
+                    f"VALUES (1, {', '.join('?' * len(row))})",
+                    tuple(row.values()),
+                )
+                conn.execute(
+                    "INSERT INTO cash VALUES (1, ?, ?)", (account.initial_cash, account.created)
+                )
+                conn.executemany(
+                    "INSERT INTO shadow_books VALUES (?, ?, 0.0, NULL, NULL, NULL)",
+                    [(name, account.initial_cash) for name in SHADOW_BOOKS],
+                )
+                conn.execute("INSERT INTO guard_state VALUES (1, 0, 0, NULL)")
+        except BaseException:
+            conn.close()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(str(p) + suffix).unlink(missing_ok=True)
+            raise
+        return ledger
+
+    @classmethod
+    def open(cls, path: str | Path) -> Ledger:
+        """Open an existing ledger; a missing or foreign file raises :class:`RunError`."""
+        p = Path(path)
+        if not p.is_file():
+            raise RunError(f"no ledger at {p}; create one with `market-metarl paper init`")
+        try:
+            conn = _connect(p, "rw")
+            rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise RunError(f"{p} is not a paper ledger ({exc})") from None
+        if rows.get("kind") != LEDGER_KIND:
+            conn.close()
+            raise RunError(f"{p} is not a market_metarl paper ledger")
+        if rows.get("schema_version") != str(SCHEMA_VERSION):
+            conn.close()
+            raise RunError(
+                f"{p} has ledger schema version {rows.get('schema_version')}; this version of "
+                f"market_metarl reads version {SCHEMA_VERSION}"
+            )
+        return cls(conn, p)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception (nesting joins)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # reading
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        row = self.conn.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    def account(self) -> Account:
+        cur = self.conn.execute("SELECT * FROM account WHERE id = 1")
+        names = [d[0] for d in cur.description]
+        row = cur.fetchone()
+        if row is None:
+            raise RunError(f"ledger {self.path} has no account row; it is corrupt")
+        values = dict(zip(names, row, strict=True))
+        values.pop("id")
+        return Account(**values)
+
+    def last_step(self) -> dt.date | None:
+        value = self._one("SELECT MAX(date) FROM steps")
+        return None if value is None else dt.date.fromisoformat(value)
+
+    def has_step(self, day: dt.date) -> bool:
+        return self._one("SELECT 1 FROM steps WHERE date = ?", (day.isoformat(),)) is not None
+
+    def cash(self) -> float:
+        return float(self._one("SELECT amount FROM cash WHERE id = 1"))
+
+    def positions(self) -> dict[str, float]:
+        rows = self.conn.execute("SELECT symbol, shares FROM positions ORDER BY symbol")
+        return {str(s): float(q) for s, q in rows}
+
+    def pending_orders(self) -> list[tuple[str, str, str, float]]:
+        """Submitted, unfilled orders: ``(client_id, date, symbol, target_weight)``."""
+        rows = self.conn.execute(
+            "SELECT client_id, date, symbol, target_weight FROM orders "
+            "WHERE status = 'submitted' ORDER BY date, symbol"
+        )
+        return [(str(c), str(d), str(s), float(w)) for c, d, s, w in rows]
+
+    def order(self, client_id: str) -> tuple[str, str, float, str] | None:
+        """``(date, symbol, target_weight, status)`` of an order, or None."""
+        row = self.conn.execute(
+            "SELECT date, symbol, target_weight, status FROM orders WHERE client_id = ?",
+            (client_id,),
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]), float(row[2]), str(row[3]))
+
+    def fills(self, since: str | None = None) -> list[dict[str, Any]]:
+        cur = self.conn.execute(
+            "SELECT * FROM fills WHERE date >= ? ORDER BY date, symbol", (since or "",)
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def equity_rows(self, limit: int | None = None) -> list[EquityRow]:
+        """Equity marks, oldest first (the last ``limit`` when given)."""
+        sql = "SELECT * FROM equity ORDER BY date DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = [EquityRow(*r) for r in self.conn.execute(sql)]
+        return rows[::-1]
+
+    def equity_on(self, day: str) -> EquityRow | None:
+        row = self.conn.execute("SELECT * FROM equity WHERE date = ?", (day,)).fetchone()
+        return None if row is None else EquityRow(*row)
+
+    def peak_equity(self) -> float:
+        value = self._one("SELECT MAX(equity) FROM equity")
+        return float(value) if value is not None else 0.0
+
+    def weight_on(self, day: str, symbol: str) -> float | None:
+        value = self._one("SELECT weight FROM marks WHERE date = ? AND symbol = ?", (day, symbol))
+        return None if value is None else float(value)
+
+    def book(self, name: str) -> Book:
+        row = self.conn.execute(
+            "SELECT name, cash, shares, pending, pending_date FROM shadow_books WHERE name = ?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            raise RunError(f"ledger {self.path} has no shadow book {name!r}; it is corrupt")
+        return Book(*row)
+
+    def guard_state(self) -> tuple[bool, bool]:
+        row = self.conn.execute("SELECT killed, fallback FROM guard_state WHERE id = 1").fetchone()
+        return bool(row[0]), bool(row[1])
+
+    def events(self, limit: int = 10) -> list[tuple[str, str, str]]:
+        rows = self.conn.execute(
+            "SELECT date, kind, detail FROM guardrail_events ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [(str(d), str(k), str(t)) for d, k, t in rows][::-1]
+
+    def last_adaptation(self) -> dict[str, Any] | None:
+        cur = self.conn.execute("SELECT * FROM adaptations ORDER BY date DESC LIMIT 1")
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def adaptation_hash(self, day: str) -> str | None:
+        value = self._one("SELECT params_hash FROM adaptations WHERE date = ?", (day,))
+        return None if value is None else str(value)
+
+    def step_row(self, day: str) -> dict[str, Any] | None:
+        cur = self.conn.execute("SELECT * FROM steps WHERE date = ?", (day,))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def dump(self, skip_columns: tuple[str, ...] = ()) -> dict[str, list[tuple[Any, ...]]]:
+        """Every table's rows (sorted), without ``skip_columns``: for comparing two ledgers."""
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for table in TABLES:
+            cur = self.conn.execute(f"SELECT * FROM {table}")
+            names = [d[0] for d in cur.description]
+            keep = [i for i, n in enumerate(names) if n not in skip_columns]
+            out[table] = sorted((tuple(r[i] for i in keep) for r in cur), key=repr)
+        return out
+
+    # writing (call inside `transaction()`)
+
+    def set_origin(self, day: str) -> None:
+        self.conn.execute("UPDATE account SET origin = ? WHERE id = 1 AND origin IS NULL", (day,))
+
+    def insert_order(self, client_id: str, day: str, symbol: str, weight: float) -> bool:
+        """Insert a submitted order; False (and nothing written) when the client id exists."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, 'submitted')",
+            (client_id, day, symbol, weight),
+        )
+        return cur.rowcount == 1
+
+    def record_fill(
+        self, client_id: str, day: str, symbol: str, shares: float, price: float, cost: float
+    ) -> None:
+        """A fill of a submitted order: the fill row and the order's status, together."""
+        self.conn.execute(
+            "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (client_id, day, symbol, shares, price, abs(shares) * price, cost),
+        )
+        cur = self.conn.execute(
+            "UPDATE orders SET status = 'filled' WHERE client_id = ? AND status = 'submitted'",
+            (client_id,),
+        )
+        if cur.rowcount != 1:
+            raise DataError(f"order {client_id} is not pending; it cannot be filled twice")
+
+    def set_book(self, cash: float, positions: dict[str, float], day: str) -> None:
+        self.conn.execute("UPDATE cash SET amount = ?, updated = ? WHERE id = 1", (cash, day))
+        for symbol, shares in positions.items():
+            self.conn.execute(
+                "INSERT INTO positions VALUES (?, ?, ?) ON CONFLICT (symbol) "
+                "DO UPDATE SET shares = excluded.shares, updated = excluded.updated",
+                (symbol, shares, day),
+            )
+
+    def set_shadow(self, book: Book, day: str) -> None:
+        self.conn.execute(
+            "UPDATE shadow_books SET cash = ?, shares = ?, pending = ?, pending_date = ?, "
+            "updated = ? WHERE name = ?",
+            (book.cash, book.shares, book.pending, book.pending_date, day, book.name),
+        )
+
+    def insert_mark(self, row: EquityRow, marks: list[tuple[str, float, float, float]]) -> None:
+        """The book at a close: the equity row and one mark per ``(symbol, shares, price, w)``."""
+        self.conn.execute(
+            "INSERT INTO equity VALUES (?, ?, ?, ?, ?, ?, ?)", tuple(asdict(row).values())
+        )
+        self.conn.executemany(
+            "INSERT INTO marks VALUES (?, ?, ?, ?, ?)", [(row.date, *m) for m in marks]
+        )
+
+    def set_stepped(self, day: str) -> None:
+        self.conn.execute("UPDATE equity SET stepped = 1 WHERE date = ?", (day,))
+
+    def insert_step(self, values: dict[str, Any]) -> None:
+        names = ", ".join(values)
+        self.conn.execute(
+            f"INSERT INTO steps ({names}) VALUES ({', '.join('?' * len(values))})",
+            tuple(values.values()),
+        )
+
+    def insert_adaptation(
+        self, day: str, support: tuple[str, str], adapt_days: int, params_hash: str
+    ) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO adaptations VALUES (?, ?, ?, ?, ?)",
+            (day, support[0], support[1], adapt_days, params_hash),
+        )
+
+    def insert_event(self, day: str, kind: str, detail: dict[str, Any] | str) -> None:
+        text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+        self.conn.execute(
+            "INSERT INTO guardrail_events (date, kind, detail) VALUES (?, ?, ?)", (day, kind, text)
+        )
+
+    def set_guard_state(self, killed: bool, fallback: bool, day: str) -> None:
+        self.conn.execute(
+            "UPDATE guard_state SET killed = ?, fallback = ?, updated = ? WHERE id = 1",
+            (int(killed), int(fallback), day),
+        )

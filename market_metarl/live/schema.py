@@ -1,0 +1,110 @@
+"""The ledger's SQLite schema (see :mod:`market_metarl.live.ledger` for what each table holds).
+
+Bump :data:`SCHEMA_VERSION` on any change: a ledger of another version is refused when opened.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+LEDGER_KIND = "market_metarl.paper-ledger"
+
+SCHEMA: tuple[str, ...] = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE account (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        account_id TEXT NOT NULL,
+        run_path TEXT NOT NULL,
+        run_digest TEXT NOT NULL,
+        config_digest TEXT NOT NULL,
+        algo TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        feed TEXT NOT NULL,
+        initial_cash REAL NOT NULL CHECK (initial_cash > 0),
+        adapt_days INTEGER NOT NULL CHECK (adapt_days >= 2),
+        every INTEGER NOT NULL CHECK (every >= 1),
+        settings TEXT NOT NULL,
+        origin TEXT,
+        created TEXT NOT NULL)""",
+    """CREATE TABLE orders (
+        client_id TEXT PRIMARY KEY,
+        date TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        target_weight REAL NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('submitted', 'filled', 'cancelled')),
+        UNIQUE (date, symbol))""",
+    """CREATE TABLE fills (
+        client_id TEXT PRIMARY KEY REFERENCES orders (client_id),
+        date TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        shares REAL NOT NULL,
+        price REAL NOT NULL,
+        notional REAL NOT NULL,
+        cost REAL NOT NULL)""",
+    """CREATE TABLE steps (
+        date TEXT PRIMARY KEY,
+        adaptation_date TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        adapted_target REAL NOT NULL,
+        pooled_target REAL,
+        target REAL,
+        client_id TEXT REFERENCES orders (client_id),
+        recorded_at TEXT NOT NULL)""",
+    "CREATE TABLE positions (symbol TEXT PRIMARY KEY, shares REAL NOT NULL, updated TEXT NOT NULL)",
+    """CREATE TABLE cash (
+        id INTEGER PRIMARY KEY CHECK (id = 1), amount REAL NOT NULL, updated TEXT NOT NULL)""",
+    """CREATE TABLE equity (
+        date TEXT PRIMARY KEY,
+        cash REAL NOT NULL,
+        positions_value REAL NOT NULL,
+        equity REAL NOT NULL,
+        pooled_equity REAL,
+        benchmark_equity REAL,
+        stepped INTEGER NOT NULL)""",
+    """CREATE TABLE marks (
+        date TEXT NOT NULL REFERENCES equity (date),
+        symbol TEXT NOT NULL,
+        shares REAL NOT NULL,
+        price REAL NOT NULL,
+        weight REAL NOT NULL,
+        PRIMARY KEY (date, symbol))""",
+    """CREATE TABLE shadow_books (
+        name TEXT PRIMARY KEY,
+        cash REAL NOT NULL,
+        shares REAL NOT NULL,
+        pending REAL,
+        pending_date TEXT,
+        updated TEXT)""",
+    """CREATE TABLE adaptations (
+        date TEXT PRIMARY KEY,
+        support_start TEXT NOT NULL,
+        support_end TEXT NOT NULL,
+        adapt_days INTEGER NOT NULL,
+        params_hash TEXT NOT NULL)""",
+    """CREATE TABLE guardrail_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        date TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL)""",
+    """CREATE TABLE guard_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        killed INTEGER NOT NULL,
+        fallback INTEGER NOT NULL,
+        updated TEXT)""",
+)
+TABLES: tuple[str, ...] = (
+    "meta",
+    "account",
+    "orders",
+    "fills",
+    "steps",
+    "positions",
+    "cash",
+    "equity",
+    "marks",
+    "shadow_books",
+    "adaptations",
+    "guardrail_events",
+    "guard_state",
+)
+SHADOW_BOOKS: tuple[str, ...] = ("pooled", "buy_and_hold")

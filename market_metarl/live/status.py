@@ -1,0 +1,127 @@
+"""The state of a paper account, read from its ledger alone (no run, no feed): as a dict and as
+a table for the terminal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from market_metarl.live.ledger import Ledger
+
+
+def account_status(ledger: Ledger) -> dict[str, Any]:
+    """Positions, equity, PnL against buy-and-hold, the last adaptation and the guardrail state.
+
+    Keys: ``account``, ``last_step_date``, ``equity``, ``cash``, ``positions`` (symbol -> weight at
+    the last close), ``shares``, ``initial_cash``, ``pnl``, ``total_return``,
+    ``buy_and_hold_equity``, ``buy_and_hold_return``, ``excess_return``, ``pooled_shadow_equity``,
+    ``last_step``, ``pending_orders``, ``last_adaptation``, ``guardrails``.
+    """
+    account = ledger.account()
+    last = ledger.last_step()
+    rows = ledger.equity_rows(limit=1)
+    mark = rows[-1] if rows else None
+    cash = mark.cash if mark else ledger.cash()
+    equity = mark.equity if mark else ledger.cash()
+    weights: dict[str, float] = {}
+    if mark is not None:
+        for symbol in ledger.positions():
+            w = ledger.weight_on(mark.date, symbol)
+            weights[symbol] = 0.0 if w is None else w
+    bh = mark.benchmark_equity if mark and mark.benchmark_equity else account.initial_cash
+    killed, fallback = ledger.guard_state()
+    total = equity / account.initial_cash - 1.0
+    bh_return = bh / account.initial_cash - 1.0
+    return {
+        "account": {
+            "id": account.account_id,
+            "symbol": account.symbol,
+            "run": account.run_path,
+            "algo": account.algo,
+            "feed": account.feed,
+            "created": account.created,
+            "origin": account.origin,
+            "adapt_days": account.adapt_days,
+            "every": account.every,
+        },
+        "last_step_date": last.isoformat() if last else None,
+        "last_mark_date": mark.date if mark else None,
+        "equity": equity,
+        "cash": cash,
+        "positions": weights,
+        "shares": ledger.positions(),
+        "initial_cash": account.initial_cash,
+        "pnl": equity - account.initial_cash,
+        "total_return": total,
+        "buy_and_hold_equity": bh,
+        "buy_and_hold_return": bh_return,
+        "excess_return": total - bh_return,
+        "pooled_shadow_equity": mark.pooled_equity if mark else account.initial_cash,
+        "last_step": ledger.step_row(last.isoformat()) if last else None,
+        "pending_orders": [
+            {"client_id": c, "date": d, "symbol": s, "target_weight": w}
+            for c, d, s, w in ledger.pending_orders()
+        ],
+        "last_adaptation": ledger.last_adaptation(),
+        "guardrails": {
+            "killed": killed,
+            "fallback": fallback,
+            "settings": json.loads(account.settings),
+            "recent_events": [
+                {"date": d, "kind": k, "detail": t} for d, k, t in ledger.events(limit=5)
+            ],
+        },
+    }
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The status as an aligned two-column table."""
+    acc = status["account"]
+    lines = [
+        ("account", f"{acc['id']}  {acc['symbol']}  {acc['algo']}  run {acc['run']}"),
+        ("feed", acc["feed"]),
+        ("rolling", f"adapt on K={acc['adapt_days']} days every R={acc['every']} days"),
+        ("origin", acc["origin"] or "-"),
+        ("last step", status["last_step_date"] or "- (not stepped yet)"),
+        ("equity", f"{status['equity']:,.2f}"),
+        ("cash", f"{status['cash']:,.2f}"),
+    ]
+    for symbol, weight in status["positions"].items():
+        lines.append(
+            (f"position {symbol}", f"weight {weight:+.4f}  shares {status['shares'][symbol]:,.4f}")
+        )
+    lines += [
+        ("PnL", f"{status['pnl']:+,.2f} ({status['total_return']:+.2%})"),
+        (
+            "buy-and-hold",
+            f"{status['buy_and_hold_equity']:,.2f} ({status['buy_and_hold_return']:+.2%}); "
+            f"excess {status['excess_return']:+.2%}",
+        ),
+        ("pooled shadow", f"{status['pooled_shadow_equity']:,.2f}"),
+    ]
+    step = status["last_step"]
+    if step:
+        target = "none" if step["target"] is None else f"{step['target']:+.4f}"
+        lines.append(("last decision", f"target {target} ({step['policy']})"))
+    for order in status["pending_orders"]:
+        lines.append(
+            ("pending order", f"{order['client_id']} target {order['target_weight']:+.4f}")
+        )
+    adaptation = status["last_adaptation"]
+    if adaptation:
+        lines.append(
+            (
+                "last adaptation",
+                f"{adaptation['date']} on {adaptation['support_start']}..{adaptation['support_end']}"
+                f" (K={adaptation['adapt_days']}) hash {adaptation['params_hash']}",
+            )
+        )
+    guard = status["guardrails"]
+    state = "KILLED (run `paper reset`)" if guard["killed"] else "active"
+    if guard["fallback"]:
+        state += ", fallen back to the pooled policy"
+    lines.append(("guardrails", state))
+    for event in guard["recent_events"]:
+        lines.append(("event", f"{event['date']} {event['kind']} {event['detail']}"))
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)

@@ -1,0 +1,297 @@
+"""The daily step: after the close of the as-of day, adapt, decide, guard, submit and record.
+
+One step for as-of day ``D`` (all of its writes in ONE ledger transaction):
+
+1. *validate* (before any write): bars up to ``D`` from the feed (no closed day, no future, no
+   stale data), the live market view (``D`` is its last decision day), no gap in the span the step
+   reads (K support days before the origin and the features' warm-up included);
+2. *settle*: orders of earlier days fill at their next open; every session since the last mark is
+   marked at its close (the account and its shadow books: pooled policy, buy-and-hold);
+3. *decide*: :func:`~market_metarl.meta.protocol.rolling_target_at` (the same adapt as training and
+   the rolling backtest) recomputes the current block from its adaptation day, starting from the
+   weight the account actually held at that day's close; the pooled policy's target for the
+   account's book and for its shadow book;
+4. *guard*: :func:`~market_metarl.live.guardrails.decide`;
+5. *submit and record*: the order (deterministic client id), the adaptation (support dates, hash
+   of the adapted state), the step, the guardrail events and state.
+
+A step for a date already done (or earlier) is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from market_metarl.live.account import PaperSession
+from market_metarl.live.broker import OrderRequest, PaperBroker, fill_book
+from market_metarl.live.feeds import require_sessions, utc_now
+from market_metarl.live.guardrails import GuardDecision, decide
+from market_metarl.live.ledger import SHADOW_BOOKS, EquityRow, Ledger
+from market_metarl.meta.agents import Agent
+from market_metarl.meta.protocol import (
+    MarketView,
+    act_days,
+    adapt_at,
+    market_view,
+    rolling_target_at,
+)
+from market_metarl.types import DataError
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step did (``status`` is ``stepped`` or ``noop``)."""
+
+    date: str | None
+    status: str
+    message: str
+    target: float | None = None
+    policy: str | None = None
+    adapted_target: float | None = None
+    pooled_target: float | None = None
+    adaptation_date: str | None = None
+    equity: float | None = None
+    cash: float | None = None
+    fills: int = 0
+    events: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["events"] = list(self.events)
+        return d
+
+
+def client_id(account_id: str, day: dt.date, symbol: str) -> str:
+    """The deterministic client order id of an account's order for ``symbol`` on ``day``."""
+    return f"mmrl-{account_id}-{day:%Y%m%d}-{symbol}"
+
+
+def state_hash(agent: Agent) -> str:
+    """Hash of an adapted agent: its parameter tensors (gradient agents) or hidden state (RL^2)."""
+    h = hashlib.sha256()
+    params = getattr(agent, "params", None)
+    if isinstance(params, dict):
+        tensors = sorted(params.items())
+    else:
+        names = ("h", "prev_w", "prev_r")
+        tensors = [(n, getattr(agent, n)) for n in names if hasattr(agent, n)]
+    for name, value in tensors:
+        if isinstance(value, torch.Tensor):
+            h.update(name.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def step(
+    session: PaperSession, asof: dt.date | None = None, now: pd.Timestamp | None = None
+) -> StepResult:
+    """Run the daily step for ``asof`` (default: the feed's next day); see the module docstring.
+
+    Raises:
+        DataError: Bad as-of date or data (nothing is written).
+    """
+    now = utc_now() if now is None else now
+    ledger, account = session.ledger, session.account
+    last = ledger.last_step()
+    if asof is None:
+        asof = session.feed.default_asof(last, now)
+        if asof is None:
+            if last is None:
+                raise DataError("the account has not stepped yet: give --asof for its first day")
+            return StepResult(str(last), "noop", f"nothing new after {last}")
+    if account.origin is not None and asof < dt.date.fromisoformat(account.origin):
+        session.feed.bars(asof, now)  # says so when the date itself is bad (closed, no data)
+        raise DataError(
+            f"--asof {asof} is before the account's first step ({account.origin}); "
+            "a paper account only moves forward"
+        )
+    if last is not None and asof <= last:
+        return StepResult(str(asof), "noop", f"already stepped through {last}; nothing to do")
+    # validate
+    bars = session.feed.bars(asof, now)
+    exp = session.run.experiment
+    view = market_view(bars, exp, exp.tasks.costs, account.symbol, live=True)
+    day = view.days - 1
+    if view.days == 0 or view.dates[-1] != pd.Timestamp(asof):
+        raise DataError(f"{asof} is not a decision day of {session.feed.spec} (too little history)")
+    origin = dt.date.fromisoformat(account.origin) if account.origin else asof
+    origin_row = view.row(origin)
+    k = account.adapt_days
+    if origin_row - k + 1 < 0:
+        raise DataError(
+            f"the first step on {origin} adapts on the {k} days before it, but {session.feed.spec} "
+            f"has only {origin_row + 1} decision days up to then; start later"
+        )
+    warmup = int(bars.index.searchsorted(view.dates[0]))
+    first = int(bars.index.searchsorted(view.dates[origin_row - k + 1])) - warmup
+    require_sessions(bars, bars.index[max(first, 0)], session.feed.calendar, session.feed.spec)
+    with ledger.transaction():
+        if ledger.last_step() != last:
+            return StepResult(str(asof), "noop", "another process stepped this ledger meanwhile")
+        if account.origin is None:
+            ledger.set_origin(asof.isoformat())
+        fills = _settle(session, bars, origin)
+        result = _decide_and_submit(session, view, bars, origin_row, day, fills)
+    session.refresh()
+    return result
+
+
+def _settle(session: PaperSession, bars: pd.DataFrame, origin: dt.date) -> int:
+    """Fill pending orders and shadow targets, and mark every session since the last mark."""
+    ledger, symbol = session.ledger, session.account.symbol
+    broker = PaperBroker(ledger, session.costs)
+    marked = ledger.equity_rows(limit=1)
+    after = pd.Timestamp(marked[-1].date) if marked else pd.Timestamp(origin) - pd.Timedelta(days=1)
+    fills = 0
+    closes = bars["close"].to_numpy()
+    for i in range(int(bars.index.searchsorted(after, side="right")), len(bars)):
+        when, upto = pd.Timestamp(bars.index[i]), bars.iloc[: i + 1]
+        fills += len(broker.settle(upto))
+        books = {}
+        for name in SHADOW_BOOKS:
+            books[name] = fill_book(ledger.book(name), symbol, upto, session.costs)
+            ledger.set_shadow(books[name], when.date().isoformat())
+        price = float(closes[i])
+        cash, shares = ledger.cash(), ledger.positions().get(symbol, 0.0)
+        equity = cash + shares * price
+        ledger.insert_mark(
+            EquityRow(
+                when.date().isoformat(),
+                cash,
+                shares * price,
+                equity,
+                books["pooled"].cash + books["pooled"].shares * price,
+                books["buy_and_hold"].cash + books["buy_and_hold"].shares * price,
+                0,
+            ),
+            [(symbol, shares, price, shares * price / equity)],
+        )
+    return fills
+
+
+def _block_start(
+    session: PaperSession, view: MarketView, a: int, origin_row: int
+) -> tuple[float, float]:
+    """Weight held at the close of block day ``a`` and the log return of that day."""
+    if a == origin_row:
+        return 0.0, 0.0
+    ledger, symbol = session.ledger, session.account.symbol
+    day, prev = view.dates[a].date().isoformat(), view.dates[a - 1].date().isoformat()
+    held = ledger.weight_on(day, symbol)
+    now, before = ledger.equity_on(day), ledger.equity_on(prev)
+    if held is None or now is None or before is None:
+        raise DataError(f"the ledger has no close marks for {prev} and {day}; it is incomplete")
+    return held, math.log(now.equity / before.equity)
+
+
+def _decide_and_submit(
+    session: PaperSession,
+    view: MarketView,
+    bars: pd.DataFrame,
+    origin_row: int,
+    day: int,
+    fills: int,
+) -> StepResult:
+    ledger, account, cfg = session.ledger, session.account, session.config
+    symbol, k, every = account.symbol, account.adapt_days, account.every
+    ep = view.episode
+    asof = view.dates[day].date()
+    a = origin_row + ((day - origin_row) // every) * every
+    # adapt (recorded once per block) and decide
+    if a == day:
+        adapt_at(session.adapted, ep, a, k)
+        support = (view.dates[a - k + 1].date().isoformat(), asof.isoformat())
+        ledger.insert_adaptation(asof.isoformat(), support, k, state_hash(session.adapted))
+    held_a, reward_a = _block_start(session, view, a, origin_row)
+    target, _ = rolling_target_at(
+        session.adapted, view, origin_row, day, k, every, np.array([held_a]), reward_a
+    )
+    adapted = float(target[0])
+    mark = ledger.equity_on(asof.isoformat())
+    held = ledger.weight_on(asof.isoformat(), symbol)
+    assert mark is not None and held is not None
+    pooled = float(act_days(session.pooled, ep, day, day + 1, np.array([held]))[0][0, 0])
+    shadow = ledger.book("pooled")
+    price = float(bars["close"].iloc[-1])
+    shadow_equity = shadow.cash + shadow.shares * price
+    shadow_held = shadow.shares * price / shadow_equity
+    shadow_target = float(
+        act_days(session.pooled, ep, day, day + 1, np.array([shadow_held]))[0][0, 0]
+    )
+    # guard
+    killed, fallback = ledger.guard_state()
+    history = ledger.equity_rows(limit=cfg.fallback_window + 1)
+    decision: GuardDecision = decide(
+        cfg,
+        killed,
+        fallback,
+        adapted,
+        pooled,
+        held,
+        [r.equity for r in history],
+        [r.pooled_equity or 0.0 for r in history],
+        max(ledger.peak_equity(), account.initial_cash),
+    )
+    # submit and record
+    cid = None
+    if decision.target is not None:
+        cid = client_id(account.account_id, asof, symbol)
+        PaperBroker(ledger, session.costs).submit(OrderRequest(cid, symbol, decision.target, asof))
+    day_text = asof.isoformat()
+    ledger.set_shadow(replace(shadow, pending=shadow_target, pending_date=day_text), day_text)
+    bh = ledger.book("buy_and_hold")
+    ledger.set_shadow(replace(bh, pending=1.0, pending_date=day_text), day_text)
+    for event in decision.events:
+        ledger.insert_event(day_text, event.kind, event.detail)
+    if (decision.killed, decision.fallback) != (killed, fallback):
+        ledger.set_guard_state(decision.killed, decision.fallback, day_text)
+    ledger.insert_step(
+        {
+            "date": day_text,
+            "adaptation_date": view.dates[a].date().isoformat(),
+            "policy": decision.policy,
+            "adapted_target": adapted,
+            "pooled_target": pooled,
+            "target": decision.target,
+            "client_id": cid,
+            "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+    )
+    ledger.set_stepped(day_text)
+    return StepResult(
+        day_text,
+        "stepped",
+        f"{symbol} target {decision.target if decision.target is not None else 'none'} "
+        f"({decision.policy})",
+        target=decision.target,
+        policy=decision.policy,
+        adapted_target=adapted,
+        pooled_target=pooled,
+        adaptation_date=view.dates[a].date().isoformat(),
+        equity=mark.equity,
+        cash=mark.cash,
+        fills=fills,
+        events=tuple(e.kind for e in decision.events),
+    )
+
+
+def reset_guardrails(ledger: Ledger) -> tuple[bool, bool]:
+    """Clear the kill switch and the fallback (one transaction, recorded as a ``reset`` event).
+
+    Returns:
+        The ``(killed, fallback)`` flags before the reset.
+    """
+    with ledger.transaction():
+        killed, fallback = ledger.guard_state()
+        day = (ledger.last_step() or dt.date.today()).isoformat()
+        ledger.insert_event(day, "reset", {"killed": killed, "fallback": fallback})
+        ledger.set_guard_state(False, False, day)
+    return killed, fallback

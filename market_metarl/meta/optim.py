@@ -1,0 +1,55 @@
+"""An Adam optimiser built on first use.
+
+Constructing ``torch.optim.Adam`` imports ``torch._dynamo`` (about 3 s on a cold start). A learner
+loaded only to act (a backtest, every ``paper step`` process) never steps its optimiser, so it
+should not pay for it. :class:`LazyAdam` keeps the parameters and settings, holds a loaded state
+until the real optimiser exists, and builds it on the first ``step``, ``zero_grad`` or
+``state_dict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+
+class LazyAdam:
+    """``torch.optim.Adam(params, lr=lr)``, constructed when first needed."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float) -> None:
+        self._params = list(params)
+        self._lr = lr
+        self._opt: torch.optim.Adam | None = None
+        self._pending: dict[str, Any] | None = None
+
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        if self._opt is None:
+            self._opt = torch.optim.Adam(self._params, lr=self._lr)
+            if self._pending is not None:
+                self._opt.load_state_dict(self._pending)
+                self._pending = None
+        return self._opt
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.optimizer.param_groups
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._opt is None and self._pending is not None:
+            return self._pending
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self._opt is None:
+            self._pending = state
+        else:
+            self._opt.load_state_dict(state)
