@@ -18,7 +18,8 @@ import torch
 class LazyAdam:
     """``torch.optim.Adam(params, lr=lr)``, constructed when first needed."""
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float) -> None:
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3) -> None:
+        """``params``: tensors, or parameter-group dicts as torch.optim accepts."""
         self._params = list(params)
         self._lr = lr
         self._opt: torch.optim.Adam | None = None

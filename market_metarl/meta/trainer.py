@@ -28,11 +28,16 @@ from market_metarl.config import to_table
 from market_metarl.meta.episodes import TaskPool
 from market_metarl.meta.experiment import ALGOS, Experiment, TrainConfig
 from market_metarl.meta.learners import MAMLLearner, PooledLearner, RL2Learner, Windows
+from market_metarl.meta.model_based import ModelBasedLearner, build_model_based
+from market_metarl.meta.pearl import PearlLearner, build_pearl
 from market_metarl.meta.policies import GRUPolicy, MLPPolicy
+from market_metarl.meta.ppo import GRUActorCritic, RL2PPOLearner
 from market_metarl.seeding import child_seed
 from market_metarl.types import ConfigError, RunError
 
-Learner = MAMLLearner | RL2Learner | PooledLearner
+Learner = (
+    MAMLLearner | RL2Learner | RL2PPOLearner | PooledLearner | ModelBasedLearner | PearlLearner
+)
 RUN_FORMAT = 1
 
 
@@ -72,15 +77,42 @@ def build_learner(
     a checkpoint does not need them.
     """
     cfg, windows = exp.train, Windows(exp.train.adapt_days, exp.train.horizon)
+    if name in ("model_based", "pearl"):
+        build = build_model_based if name == "model_based" else build_pearl
+        return build(
+            cfg, exp.env, shapes.obs_dim, shapes.n_assets, shapes.position_slice, seed, observations
+        )
     policy: MLPPolicy | GRUPolicy
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if name == "rl2":
+        if name == "rl2" and cfg.rl2_trainer == "ppo":
+            policy = GRUActorCritic(
+                shapes.obs_dim,
+                shapes.n_assets,
+                cfg.policy_spec(exp.env, True),
+                cfg.ppo_init_log_std,
+            )
+        elif name == "rl2":
             policy = GRUPolicy(shapes.obs_dim, shapes.n_assets, cfg.policy_spec(exp.env, True))
         else:
             policy = MLPPolicy(shapes.obs_dim, shapes.n_assets, cfg.policy_spec(exp.env))
     if observations is not None:
         policy.norm.fit(observations, keep=shapes.position_slice)
+    if isinstance(policy, GRUActorCritic):
+        return RL2PPOLearner(
+            policy,
+            windows,
+            lr=cfg.ppo_lr,
+            epochs=cfg.ppo_epochs,
+            minibatches=cfg.ppo_minibatches,
+            clip=cfg.ppo_clip,
+            gamma=cfg.ppo_gamma,
+            lam=cfg.ppo_lambda,
+            entropy_coef=cfg.ppo_entropy,
+            value_coef=cfg.ppo_value_coef,
+            grad_clip=cfg.grad_clip,
+            seed=child_seed(seed, 1),
+        )
     if isinstance(policy, GRUPolicy):
         return RL2Learner(policy, windows, lr=cfg.outer_lr, grad_clip=cfg.grad_clip)
     if not cfg.position_input:
@@ -103,11 +135,22 @@ def build_learner(
 
 
 def _batch_size(name: str, cfg: TrainConfig) -> int:
-    return {"maml": cfg.meta_batch, "rl2": cfg.rl2_batch, "pooled": cfg.pooled_batch}[name]
+    return {
+        "maml": cfg.meta_batch,
+        "rl2": cfg.rl2_batch,
+        "pooled": cfg.pooled_batch,
+        "model_based": cfg.mb_batch,
+        "pearl": cfg.pearl_batch,
+    }[name]
 
 
 def _iterations(name: str, cfg: TrainConfig) -> int:
-    override = {"pooled": cfg.pooled_iterations, "rl2": cfg.rl2_iterations}.get(name, 0)
+    override = {
+        "pooled": cfg.pooled_iterations,
+        "rl2": cfg.rl2_iterations,
+        "model_based": cfg.mb_iterations,
+        "pearl": cfg.pearl_iterations,
+    }.get(name, 0)
     return override or cfg.iterations
 
 
