@@ -250,18 +250,23 @@ def real_part(seeds: int, quick: bool, workdir: Path) -> dict[str, object]:
     pool = exp.pool("test")
     eligible = pool.eligible(exp.train.window_days)
     episode = pool.episode([int(i) for i in eligible], exp.train.window_days)
-    names = ("maml", "rl2", "pooled", "finetune", "scratch", "buy_and_hold")
+    names = ("maml", "rl2", "model_based", "pearl", "pooled", "finetune", "scratch", "buy_and_hold")
     post: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    train_s: dict[str, list[float]] = {"maml": [], "rl2": []}
+    train_s: dict[str, list[float]] = {"maml": [], "rl2": [], "model_based": [], "pearl": []}
     adapt_ms = []
     for seed in range(seeds):
+        for algo in ("model_based", "pearl"):
+            run, t_algo = train_run(exp, algo, seed, workdir / "real")
+            train_s[algo].append(t_algo)
+            res = evaluate_adaptation(run.agent("adapted"), episode, k, h)
+            post[algo].append(sharpes(res))
         maml_run, t_maml = train_run(exp, "maml", seed, workdir / "real")
         rl2_run, t_rl2 = train_run(exp, "rl2", seed, workdir / "real")
         train_s["maml"].append(t_maml)
         train_s["rl2"].append(t_rl2)
         results = evaluate_run(maml_run, rl2_run, episode, k, h, seed)
-        for n in names:
-            post[n].append(sharpes(results[n]))
+        for n, res in results.items():
+            post[n].append(sharpes(res))
         adapt_ms.append(adapt_time_ms(maml_run.agent("adapted"), episode, k))
         print(
             f"  seed {seed}: " + "  ".join(f"{n} {post[n][-1].mean():.2f}" for n in names),
@@ -280,7 +285,9 @@ def real_part(seeds: int, quick: bool, workdir: Path) -> dict[str, object]:
         table[n] = {"sharpe": float(x.mean()), "ci_low": lo, "ci_high": hi, "p_beats_pooled": beats}
         print(f"{n:<13} {x.mean():>11.3f} {lo:>8.3f}..{hi:<8.3f} {beats:>16.3f}")
     print(
-        f"meta-training time (s): maml {np.mean(train_s['maml']):.0f}, rl2 {np.mean(train_s['rl2']):.0f} (goal < 600 each)"
+        "meta-training time (s): "
+        + ", ".join(f"{a} {np.mean(v):.0f}" for a, v in train_s.items())
+        + " (goal < 600 each)"
     )
     return {
         "sharpe": {n: round(v["sharpe"], 4) for n, v in table.items()},

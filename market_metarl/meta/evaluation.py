@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from market_metarl.envs.accounting import drift, log_returns
 from market_metarl.meta.agents import Agent
 from market_metarl.meta.episodes import Episode
+from market_metarl.meta.protocol import act_days
 from market_metarl.types import TRADING_DAYS_PER_YEAR
 
 
@@ -43,34 +43,13 @@ class TaskResult:
 
 
 def trade(agent: Agent, query: Episode, row: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Step ``agent`` through the query days of task ``row``: ``(weights (D, N), log returns (D,))``."""
+    """Step ``agent`` through the query days of task ``row``, starting flat.
+
+    Returns:
+        ``(weights (D, N), log returns (D,))``, through the protocols' one day-stepping loop.
+    """
     ep = query.select([row])
-    n = ep.n_assets
-    held = np.zeros(n)
-    target = np.zeros(n)
-    reward = 0.0
-    weights, rets = [], []
-    pos = ep.position_slice
-    for t in range(ep.days):
-        if t > 0:
-            ratio = (ep.closes[0, t] / ep.opens[0, t]).numpy()
-            held = drift(target[None], ratio[None])[0]
-        obs = ep.obs[0, t].numpy().copy()
-        obs[pos] = held
-        target = np.asarray(agent.act(obs, reward), dtype=np.float64).reshape(n)
-        day = ep.window(t, t + 1)
-        r = log_returns(
-            target[None, None],
-            day.opens.numpy(),
-            day.closes.numpy(),
-            ep.cost_rate,
-            ep.borrow_daily,
-            held[None, None],
-        )
-        reward = float(r.reshape(-1)[0])
-        weights.append(target)
-        rets.append(reward)
-    return np.array(weights), np.array(rets)
+    return act_days(agent, ep, 0, ep.days, np.zeros(ep.n_assets))
 
 
 def evaluate_adaptation(

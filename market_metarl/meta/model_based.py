@@ -50,7 +50,7 @@ from market_metarl.meta.episodes import Episode, feature_index
 from market_metarl.meta.experiment import TrainConfig
 from market_metarl.meta.learners import Windows
 from market_metarl.meta.optim import LazyAdam
-from market_metarl.meta.policies import Normalizer
+from market_metarl.meta.policies import Normalizer, mlp_body
 
 LOG_STD_BOUND = 4.0
 """Predicted log-volatilities (in units of the training returns' std) stay in +-4."""
@@ -81,12 +81,7 @@ class ReturnModel(nn.Module):
         self.norm = Normalizer(obs_dim)
         self.register_buffer("input_mask", torch.ones(obs_dim))
         self.register_buffer("y_scale", torch.ones(n_assets))
-        blocks: list[nn.Module] = []
-        d = obs_dim
-        for _ in range(layers):
-            blocks += [nn.Linear(d, hidden), nn.Tanh()]
-            d = hidden
-        self.body = nn.Sequential(*blocks)
+        self.body, d = mlp_body(obs_dim, hidden, layers)
         self.out = nn.Linear(d, 2 * n_assets)
 
     def mask_inputs(self, position: slice) -> None:

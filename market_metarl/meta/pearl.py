@@ -41,7 +41,7 @@ from market_metarl.meta.experiment import TrainConfig
 from market_metarl.meta.learners import Windows
 from market_metarl.meta.model_based import next_day_returns, return_indices
 from market_metarl.meta.optim import LazyAdam
-from market_metarl.meta.policies import MLPPolicy, Normalizer
+from market_metarl.meta.policies import MLPPolicy, Normalizer, mlp_body
 from market_metarl.meta.rollout import PNL_SCALE, episode_log_returns, mlp_weights
 from market_metarl.seeding import child_seed
 
@@ -76,12 +76,8 @@ class ContextEncoder(nn.Module):
         self.norm = Normalizer(obs_dim)
         self.register_buffer("input_mask", torch.ones(obs_dim))
         self.register_buffer("y_scale", torch.ones(n_assets))
-        blocks: list[nn.Module] = []
-        d = obs_dim + n_assets + (n_assets * obs_dim if bilinear else 0)
-        for _ in range(layers):
-            blocks += [nn.Linear(d, hidden), nn.Tanh()]
-            d = hidden
-        self.body = nn.Sequential(*blocks)
+        d_in = obs_dim + n_assets + (n_assets * obs_dim if bilinear else 0)
+        self.body, d = mlp_body(d_in, hidden, layers)
         self.out = nn.Linear(d, 2 * latent)
 
     def mask_inputs(self, position: slice) -> None:

@@ -94,6 +94,16 @@ class Normalizer(nn.Module):
         return (x - self.mean) / self.std
 
 
+def mlp_body(d_in: int, hidden: int, layers: int) -> tuple[nn.Sequential, int]:
+    """``layers`` tanh layers of ``hidden`` units; returns the body and its output width."""
+    blocks: list[nn.Module] = []
+    d = d_in
+    for _ in range(layers):
+        blocks += [nn.Linear(d, hidden), nn.Tanh()]
+        d = hidden
+    return nn.Sequential(*blocks), d
+
+
 def _squash(raw: torch.Tensor, spec: PolicySpec) -> torch.Tensor:
     if spec.long_only:
         return spec.max_leverage * torch.sigmoid(raw)
@@ -111,11 +121,7 @@ class MLPPolicy(nn.Module):
         self.spec, self.obs_dim, self.n_assets = spec, obs_dim, n_assets
         self.norm = Normalizer(obs_dim)
         self.register_buffer("input_mask", torch.ones(obs_dim))
-        width, blocks, d = spec.hidden, [], obs_dim
-        for _ in range(spec.layers):
-            blocks += [nn.Linear(d, width), nn.Tanh()]
-            d = width
-        self.body = nn.Sequential(*blocks)
+        self.body, d = mlp_body(obs_dim, spec.hidden, spec.layers)
         if spec.head == "categorical":
             if n_assets != 1:
                 raise ConfigError("policy.head='categorical' trades one asset; use 'deterministic'")

@@ -37,13 +37,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from market_metarl.envs.accounting import log_returns
 from market_metarl.meta.agents import RL2Agent
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.learners import Windows
 from market_metarl.meta.optim import LazyAdam
 from market_metarl.meta.policies import GRUPolicy, PolicySpec, _squash
-from market_metarl.meta.rollout import PNL_SCALE, held_after_close
+from market_metarl.meta.rollout import PNL_SCALE, day_log_return, held_after_close
 
 
 class GRUActorCritic(GRUPolicy):
@@ -207,15 +206,7 @@ class RL2PPOLearner:
             noise = torch.randn(dist.loc.shape, generator=self.gen)
             action = dist.loc + dist.scale * noise
             w = _squash(action, pol.spec)
-            day = ep.window(t, t + 1)
-            r = log_returns(
-                w.double().unsqueeze(1),
-                day.opens,
-                day.closes,
-                ep.cost_rate,
-                ep.borrow_daily,
-                held.unsqueeze(1),
-            )[:, 0]
+            r = day_log_return(ep, t, w, held)
             xs.append(x)
             actions.append(action)
             logps.append(dist.log_prob(action).sum(-1))

@@ -86,19 +86,25 @@ def gru_rollout(
             w, h = policy(obs, prev_w, prev_r, h)
         else:
             w, h = call_gru(policy, params, obs, prev_w, prev_r, h)
-        day = ep.window(t, t + 1)
-        r = log_returns(
-            w.double().unsqueeze(1),
-            day.opens,
-            day.closes,
-            ep.cost_rate,
-            ep.borrow_daily,
-            held.unsqueeze(1),
-        )[:, 0]
+        r = day_log_return(ep, t, w, held)
         weights.append(w)
         rets.append(r)
         target, prev_w, prev_r = w.double(), w, r.float()
     return torch.stack(weights, 1), torch.stack(rets, 1), h, prev_r
+
+
+def day_log_return(ep: Episode, t: int, target: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
+    """Log return ``(B,)`` of day ``t+1`` for ``target`` weights ``(B, N)`` set after the close of
+    ``t`` from ``held`` weights: one day of the one accounting."""
+    day = ep.window(t, t + 1)
+    return log_returns(
+        target.double().unsqueeze(1),
+        day.opens,
+        day.closes,
+        ep.cost_rate,
+        ep.borrow_daily,
+        held.double().unsqueeze(1),
+    )[:, 0]
 
 
 def call_gru(
