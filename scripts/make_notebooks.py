@@ -29,29 +29,46 @@ OUT.mkdir(parents=True, exist_ok=True)
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01_data_and_regimes.ipynb": [
-        ("md", """# 01 · Data and regimes
+        (
+            "md",
+            """# 01 · Data and regimes
 
 market_metarl treats each market regime as a task. This walkthrough goes from a symbol to a
-labelled, time-split set of regime tasks, offline, on the data shipped in `data/`."""),
+labelled, time-split set of regime tasks, offline, on the data shipped in `data/`.""",
+        ),
         ("code", SETUP),
-        ("md", """## Bundled data
+        (
+            "md",
+            """## Bundled data
 `data/` ships cleaned daily bars built from permissively licensed sources (QuantConnect Lean
 equities with their factor files applied, arch's S&P 500 and NASDAQ, CBOE VIX). The manifest says
-where each file came from, its licence and its sha256."""),
-        ("code", """from market_metarl.data.bundled import read_manifest
+where each file came from, its licence and its sha256.""",
+        ),
+        (
+            "code",
+            """from market_metarl.data.bundled import read_manifest
 
-read_manifest()[["symbol", "first_date", "last_date", "rows", "licence"]]"""),
-        ("md", """## Loading a source
+read_manifest()[["symbol", "first_date", "last_date", "rows", "licence"]]""",
+        ),
+        (
+            "md",
+            """## Loading a source
 A source spec names data: `bundled:SPY`, `csv:path/to/file.csv`, `yfinance:SPY`, or
-`synthetic:ar-regimes?seed=3`. Every loader ends in the same validation, which returns a report."""),
-        ("code", """from market_metarl.data.sources import load_bars_with_report
+`synthetic:ar-regimes?seed=3`. Every loader ends in the same validation, which returns a report.""",
+        ),
+        (
+            "code",
+            """from market_metarl.data.sources import load_bars_with_report
 
 bars, report = load_bars_with_report("bundled:SPY")
 print(report.rows, "rows", report.first.date(), "to", report.last.date())
 print("notes:", report.notes, "warnings:", report.warnings)
-bars.tail()"""),
+bars.tail()""",
+        ),
         ("md", """Bad input is a clear error that says what, where and how to fix it:"""),
-        ("code", """from market_metarl.data.bars import validate_bars
+        (
+            "code",
+            """from market_metarl.data.bars import validate_bars
 from market_metarl.types import DataError
 
 broken = bars.iloc[:5].copy()
@@ -59,11 +76,17 @@ broken.iloc[2, broken.columns.get_loc("high")] = 1.0  # high below low
 try:
     validate_bars(broken, source="example")
 except DataError as exc:
-    print("DataError:", exc)"""),
-        ("md", """## Causal features
+    print("DataError:", exc)""",
+        ),
+        (
+            "md",
+            """## Causal features
 Every feature at date *t* uses bars dated <= *t* only. We check it here the way the tests do:
-perturb the future and find the past unchanged."""),
-        ("code", """import numpy as np
+perturb the future and find the past unchanged.""",
+        ),
+        (
+            "code",
+            """import numpy as np
 
 from market_metarl.data.features import compute_features
 
@@ -75,38 +98,59 @@ same = np.array_equal(
     feats.loc[:cut].to_numpy(), compute_features(shocked).loc[:cut].to_numpy(), equal_nan=True
 )
 print("features up to", cut.date(), "unchanged by the future:", same)
-feats.describe().T[["mean", "std", "min", "max"]]"""),
-        ("md", """## Regimes
+feats.describe().T[["mean", "std", "min", "max"]]""",
+        ),
+        (
+            "md",
+            """## Regimes
 Four slicers share one labelling (`bull`/`bear`/`sideways` x `calm`/`volatile`). The HMM finds
-2008 and 2020 as high-volatility regimes distinct from the calm years around them."""),
-        ("code", """from market_metarl.data.plotting import plot_regimes
+2008 and 2020 as high-volatility regimes distinct from the calm years around them.""",
+        ),
+        (
+            "code",
+            """from market_metarl.data.plotting import plot_regimes
 from market_metarl.data.regimes import regimes_to_frame, slice_regimes
 
 regimes = slice_regimes(bars, "hmm", "SPY", min_length=40, seed=0)
 path = plot_regimes(bars, regimes, OUT / "spy_hmm_regimes.png", title="SPY: HMM regimes")
 frame = regimes_to_frame(regimes, bars)
 print(frame.label.value_counts())
-frame[(frame.start >= "2008-01-01") & (frame.start <= "2009-12-31")]"""),
-        ("code", """from IPython.display import Image
+frame[(frame.start >= "2008-01-01") & (frame.start <= "2009-12-31")]""",
+        ),
+        (
+            "code",
+            """from IPython.display import Image
 
-Image(filename=str(path))"""),
-        ("md", """## Tasks
+Image(filename=str(path))""",
+        ),
+        (
+            "md",
+            """## Tasks
 An `envs/*.toml` file names the symbols, the regime method, train/test periods separated by an
-embargo, and held-out symbols. Regimes are cut into frozen `TaskSpec` values; none crosses a split."""),
-        ("code", """from market_metarl.data.tasks import load_taskset
+embargo, and held-out symbols. Regimes are cut into frozen `TaskSpec` values; none crosses a split.""",
+        ),
+        (
+            "code",
+            """from market_metarl.data.tasks import load_taskset
 
 tasks = load_taskset(ROOT / "envs" / "default.toml")
 table = tasks.to_frame()
 print(table.groupby("split").size())
-table.groupby(["symbol", "split"]).size().unstack(fill_value=0)"""),
+table.groupby(["symbol", "split"]).size().unstack(fill_value=0)""",
+        ),
     ],
     "02_environments.ipynb": [
-        ("md", """# 02 · Environments
+        (
+            "md",
+            """# 02 · Environments
 
 A regime task becomes a Gymnasium environment. A decision after the close of day *t* is filled at
-the open of *t+1*, costs are charged there, and the book is marked at each close."""),
+the open of *t+1*, costs are charged there, and the book is marked at each close.""",
+        ),
         ("code", SETUP),
-        ("code", """import gymnasium as gym
+        (
+            "code",
+            """import gymnasium as gym
 import numpy as np
 
 import market_metarl.envs  # registers market_metarl/Trading-v0 and Portfolio-v0
@@ -114,15 +158,24 @@ import market_metarl.envs  # registers market_metarl/Trading-v0 and Portfolio-v0
 env = gym.make("market_metarl/Trading-v0")
 obs, info = env.reset(seed=0)
 print(env.observation_space, env.action_space)
-print(info)"""),
+print(info)""",
+        ),
         ("md", """Gymnasium's own checker passes:"""),
-        ("code", """from gymnasium.utils.env_checker import check_env
+        (
+            "code",
+            """from gymnasium.utils.env_checker import check_env
 
 check_env(env.unwrapped, skip_render_check=True)
-print("check_env: ok")"""),
-        ("md", """## Known answer: constant prices
-With constant prices every policy loses exactly its costs."""),
-        ("code", """import pandas as pd
+print("check_env: ok")""",
+        ),
+        (
+            "md",
+            """## Known answer: constant prices
+With constant prices every policy loses exactly its costs.""",
+        ),
+        (
+            "code",
+            """import pandas as pd
 
 from market_metarl.envs.spec import EnvSpec
 from market_metarl.envs.trading_env import TradingEnv
@@ -140,9 +193,12 @@ while not done:
     obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, size=1).astype(np.float32))
     paid += info["cost"]
     done = terminated or truncated
-print(f"equity {info['equity']:.4f} = initial {spec.initial_cash:.0f} - costs {paid:.4f}")"""),
+print(f"equity {info['equity']:.4f} = initial {spec.initial_cash:.0f} - costs {paid:.4f}")""",
+        ),
         ("md", """## A random policy on a real regime, and buy-and-hold"""),
-        ("code", """from market_metarl.data.tasks import load_taskset
+        (
+            "code",
+            """from market_metarl.data.tasks import load_taskset
 
 tasks = load_taskset(ROOT / "envs" / "default.toml")
 task = tasks.split("test")[0]
@@ -163,27 +219,39 @@ for name, eq in curves.items():
 ax.set_title(f"{task.symbol} {task.start}..{task.end} ({task.label})")
 ax.legend()
 fig.savefig(OUT / "env_curves.png", dpi=100)
-plt.show()"""),
-        ("md", """## The batched env
+plt.show()""",
+        ),
+        (
+            "md",
+            """## The batched env
 Many tasks step at once as numpy arrays; on the same actions it gives exactly the single env's
-rewards and equity."""),
-        ("code", """from market_metarl.envs.vector_env import BatchedTradingEnv
+rewards and equity.""",
+        ),
+        (
+            "code",
+            """from market_metarl.envs.vector_env import BatchedTradingEnv
 
 batch = tasks.split("train")[:8]
 venv = BatchedTradingEnv(batch, EnvSpec(window=5, action="continuous"), tasks.costs)
 obs, _ = venv.reset(seed=0)
 for _ in range(5):
     obs, rewards, terminated, truncated, infos = venv.step(np.ones((len(batch), 1), np.float32))
-print(obs.shape, rewards.round(5))"""),
+print(obs.shape, rewards.round(5))""",
+        ),
     ],
     "03_meta_training.ipynb": [
-        ("md", """# 03 · Meta-training and adaptation
+        (
+            "md",
+            """# 03 · Meta-training and adaptation
 
 First the cleanest proof that adaptation works: the synthetic AR(1) family, where each regime's
 autocorrelation has a random sign. An oracle knows the sign; a pooled policy cannot; a policy that
-truly adapts approaches the oracle after K=10 days. Then the same machinery on real regimes."""),
+truly adapts approaches the oracle after K=10 days. Then the same machinery on real regimes.""",
+        ),
         ("code", SETUP),
-        ("code", """import tomllib
+        (
+            "code",
+            """import tomllib
 from dataclasses import replace
 
 import numpy as np
@@ -202,19 +270,31 @@ if SMALL:  # one short series and tiny budgets, so the test suite runs this in s
     cfg["train"].update(iterations=40, rl2_iterations=60, pooled_iterations=40)
 exp = Experiment.from_config(cfg)
 k, h = exp.train.adapt_days, exp.train.horizon
-print(len(exp.tasks.split("train")), "training regimes,", len(exp.tasks.split("test")), "held-out regimes; K =", k, "H =", h)"""),
-        ("md", """## Train MAML (and the pooled baseline), then RL^2
-`train` writes a run directory: the resolved config, `metrics.csv`, checkpoints."""),
-        ("code", """runs = OUT / "runs"
+print(len(exp.tasks.split("train")), "training regimes,", len(exp.tasks.split("test")), "held-out regimes; K =", k, "H =", h)""",
+        ),
+        (
+            "md",
+            """## Train MAML (and the pooled baseline), then RL^2
+`train` writes a run directory: the resolved config, `metrics.csv`, checkpoints.""",
+        ),
+        (
+            "code",
+            """runs = OUT / "runs"
 import shutil
 shutil.rmtree(runs, ignore_errors=True)
 train(exp, "maml", runs / "maml", seed=0)
 train(exp, "rl2", runs / "rl2", seed=0)
 maml, rl2 = TrainedRun.open(runs / "maml"), TrainedRun.open(runs / "rl2")
-print((runs / "maml" / "metrics.csv").read_text()[:400])"""),
-        ("md", """## Adapt on K days, trade H days
-Each agent is scored before adaptation (zero-shot) and after, on regimes it never saw."""),
-        ("code", """pool = exp.pool("test")
+print((runs / "maml" / "metrics.csv").read_text()[:400])""",
+        ),
+        (
+            "md",
+            """## Adapt on K days, trade H days
+Each agent is scored before adaptation (zero-shot) and after, on regimes it never saw.""",
+        ),
+        (
+            "code",
+            """pool = exp.pool("test")
 n_test = min(len(pool), 60 if SMALL else len(pool))
 episode = pool.episode(list(range(n_test)), exp.train.window_days)
 ret = feature_index(exp.env, 1, "log_ret")
@@ -234,8 +314,11 @@ for name, agent in agents.items():
     rows[name] = (np.mean([r.pre_sharpe for r in res]) / oracle, np.mean([r.post_sharpe for r in res]) / oracle)
 print(f"oracle mean Sharpe {oracle:.2f}")
 for name, (pre, post) in rows.items():
-    print(f"{name:<9} before {pre:+.2f}  after {post:+.2f}  (fraction of the oracle)")"""),
-        ("code", """fig, ax = plt.subplots(figsize=(7, 3))
+    print(f"{name:<9} before {pre:+.2f}  after {post:+.2f}  (fraction of the oracle)")""",
+        ),
+        (
+            "code",
+            """fig, ax = plt.subplots(figsize=(7, 3))
 names = list(rows)
 ax.bar(np.arange(len(names)) - 0.2, [rows[n][0] for n in names], 0.4, label="before adapting")
 ax.bar(np.arange(len(names)) + 0.2, [rows[n][1] for n in names], 0.4, label="after K days")
@@ -245,13 +328,19 @@ ax.set_ylabel("Sharpe / oracle's")
 ax.legend()
 fig.tight_layout()
 fig.savefig(OUT / "synthetic_fractions.png", dpi=100)
-plt.show()"""),
-        ("md", """With small budgets (the test suite) the numbers are rough; `benchmarks/adaptation.py` runs the
+plt.show()""",
+        ),
+        (
+            "md",
+            """With small budgets (the test suite) the numbers are rough; `benchmarks/adaptation.py` runs the
 full protocol (5 seeds, bootstrap intervals) and the README quotes it.
 
 ## Real regimes
-The same trainer on the bundled data: regimes up to 2012 for training, from 2014 for testing."""),
-        ("code", """cfg_real = tomllib.loads((ROOT / "envs" / "default.toml").read_text())
+The same trainer on the bundled data: regimes up to 2012 for training, from 2014 for testing.""",
+        ),
+        (
+            "code",
+            """cfg_real = tomllib.loads((ROOT / "envs" / "default.toml").read_text())
 if SMALL:
     cfg_real["data"]["symbols"] = ["SPY", "IWM"]
     cfg_real["data"]["heldout_symbols"] = ["GOOG"]
@@ -264,16 +353,22 @@ rows = [int(i) for i in pool.eligible(real.train.window_days)][: 20 if SMALL els
 episode = pool.episode(rows, real.train.window_days)
 for name in ("adapted", "pooled", "finetune", "buy_and_hold"):
     res = evaluate_adaptation(run.agent(name), episode, real.train.adapt_days, real.train.horizon)
-    print(f"{name:<13} mean Sharpe after adapting {np.mean([r.post_sharpe for r in res]):+.2f} over {len(res)} held-out regimes")"""),
+    print(f"{name:<13} mean Sharpe after adapting {np.mean([r.post_sharpe for r in res]):+.2f} over {len(res)} held-out regimes")""",
+        ),
     ],
     "04_backtest_report.ipynb": [
-        ("md", """# 04 · The backtest report
+        (
+            "md",
+            """# 04 · The backtest report
 
 A trained run is backtested in backtrader on a symbol it never saw, against buy-and-hold, the
 pooled policy, fine-tuning, training from scratch, and momentum and mean-reversion rules. The env
-and backtrader book the same account; the report says how closely (reconciliation)."""),
+and backtrader book the same account; the report says how closely (reconciliation).""",
+        ),
         ("code", SETUP),
-        ("code", """import json
+        (
+            "code",
+            """import json
 import shutil
 import tomllib
 
@@ -288,33 +383,51 @@ if SMALL:
     cfg["train"].update(iterations=5, pooled_iterations=10)
 run_dir = OUT / "bt_run"
 shutil.rmtree(run_dir, ignore_errors=True)
-train(Experiment.from_config(cfg), "maml", run_dir, seed=0)"""),
-        ("code", """out = run_backtest(run_dir, "bundled:GOOG", protocol="regime", end="2016-12-31" if SMALL else None,
+train(Experiment.from_config(cfg), "maml", run_dir, seed=0)""",
+        ),
+        (
+            "code",
+            """out = run_backtest(run_dir, "bundled:GOOG", protocol="regime", end="2016-12-31" if SMALL else None,
                    out_dir=OUT / "bt_goog", n_boot=200 if SMALL else 1000)
 metrics = json.loads((out / "metrics.json").read_text())
 print(metrics["note"] if "note" in metrics else "")
 print("reconciliation:", metrics["reconciliation"])
 import pandas as pd
-pd.DataFrame(metrics["strategies"]).T[["sharpe", "total_return", "max_drawdown", "turnover"]].sort_values("sharpe", ascending=False)"""),
-        ("md", """The equity curves, with the regimes shaded (their boundaries are known in hindsight in this
-protocol, as the report says):"""),
-        ("code", """from IPython.display import Image
+pd.DataFrame(metrics["strategies"]).T[["sharpe", "total_return", "max_drawdown", "turnover"]].sort_values("sharpe", ascending=False)""",
+        ),
+        (
+            "md",
+            """The equity curves, with the regimes shaded (their boundaries are known in hindsight in this
+protocol, as the report says):""",
+        ),
+        (
+            "code",
+            """from IPython.display import Image
 
-Image(filename=str(out / "equity.png"))"""),
+Image(filename=str(out / "equity.png"))""",
+        ),
         ("code", """Image(filename=str(out / "adaptation_gain.png"))"""),
-        ("md", """`positions.csv` holds, per strategy and day, the target weight held over the next day and the
-account equity, so anyone can recompute the results from the raw prices."""),
+        (
+            "md",
+            """`positions.csv` holds, per strategy and day, the target weight held over the next day and the
+account equity, so anyone can recompute the results from the raw prices.""",
+        ),
         ("code", """pd.read_csv(out / "positions.csv").head()"""),
     ],
     "05_paper_trading.ipynb": [
-        ("md", """# 05 · Paper trading, replayed
+        (
+            "md",
+            """# 05 · Paper trading, replayed
 
 Each trading day after the close: read fresh bars, adapt on the most recent K days (the same
 `adapt` as training and the backtest), decide a target weight, pass the guardrails, submit, and
 record everything in a SQLite ledger. Here a replay feed reveals bundled SPY one day at a time, so
-the whole loop runs offline; `yfinance:SPY` is the live feed."""),
+the whole loop runs offline; `yfinance:SPY` is the live feed.""",
+        ),
         ("code", SETUP),
-        ("code", """import json
+        (
+            "code",
+            """import json
 import shutil
 import tomllib
 
@@ -330,17 +443,29 @@ if SMALL:
 run_dir, db = OUT / "paper_run", OUT / "paper.db"
 shutil.rmtree(run_dir, ignore_errors=True)
 db.unlink(missing_ok=True)
-train(Experiment.from_config(cfg), "maml", run_dir, seed=0)"""),
-        ("md", """`paper init` creates the account's ledger; `paper run` with a replay feed steps through each
-trading day up to `--asof`. Running it again for a day already done changes nothing."""),
-        ("code", """cli(["paper", "init", "--run", str(run_dir), "--feed", "bundled:SPY", "--db", str(db)])
+train(Experiment.from_config(cfg), "maml", run_dir, seed=0)""",
+        ),
+        (
+            "md",
+            """`paper init` creates the account's ledger; `paper run` with a replay feed steps through each
+trading day up to `--asof`. Running it again for a day already done changes nothing.""",
+        ),
+        (
+            "code",
+            """cli(["paper", "init", "--run", str(run_dir), "--feed", "bundled:SPY", "--db", str(db)])
 end = "2021-01-15" if SMALL else "2021-03-31"
 cli(["paper", "run", "--db", str(db), "--start", "2021-01-04", "--asof", end])
-cli(["paper", "step", "--db", str(db), "--asof", end])  # already done: a no-op"""),
+cli(["paper", "step", "--db", str(db), "--asof", end])  # already done: a no-op""",
+        ),
         ("code", """cli(["paper", "status", "--db", str(db)])"""),
-        ("md", """The ledger is plain SQLite: every order, fill, daily equity snapshot, adaptation (with a hash
-of the adapted parameters) and guardrail event can be audited with any SQL tool."""),
-        ("code", """import sqlite3
+        (
+            "md",
+            """The ledger is plain SQLite: every order, fill, daily equity snapshot, adaptation (with a hash
+of the adapted parameters) and guardrail event can be audited with any SQL tool.""",
+        ),
+        (
+            "code",
+            """import sqlite3
 
 import pandas as pd
 
@@ -355,15 +480,22 @@ ax.legend()
 ax.set_title("paper account against the pooled shadow and buy-and-hold")
 fig.autofmt_xdate()
 fig.savefig(OUT / "paper_equity.png", dpi=100)
-plt.show()"""),
+plt.show()""",
+        ),
     ],
 }
 
 
 def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells
+    ]
     return nb
 
 
