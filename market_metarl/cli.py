@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 def _data_list(args: argparse.Namespace) -> int:
     import csv
 
-    from market_metarl.data.bundled import data_dir
+    from market_metarl.data.paths import data_dir, list_cached
 
     print(f"{'symbol':<8} {'first':<10}  {'last':<10}  {'rows':>6}  licence")
     with (data_dir() / "MANIFEST.csv").open(newline="") as fh:
@@ -38,8 +38,6 @@ def _data_list(args: argparse.Namespace) -> int:
                 f"bundled:{row['symbol']:<8} {row['first_date']:<10}  {row['last_date']:<10}  "
                 f"{row['rows']:>6}  {row['licence']}"
             )
-    from market_metarl.data.yahoo import list_cached
-
     for symbol, path in list_cached():
         print(f"yfinance:{symbol:<7} (cached at {path})")
     return EXIT_OK

@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from market_metarl.data.bars import BarsReport, validate_bars
+from market_metarl.data.paths import DATA_DIR_ENV, data_dir
 from market_metarl.types import BAR_COLUMNS, DataError
-
-DATA_DIR_ENV = "MARKET_METARL_DATA"
-"""Environment variable that points the bundled loader at another data directory."""
-
-DATA_DIR: Path = Path(__file__).resolve().parents[2] / "data"
-"""The repository's top-level ``data/`` directory (used when ``MARKET_METARL_DATA`` is unset)."""
 
 MANIFEST_NAME = "MANIFEST.csv"
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -42,17 +36,6 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "notes",
 )
 REBUILD_HINT = "run `make data` to rebuild it (or restore data/ from git)"
-
-
-def data_dir() -> Path:
-    """The directory bundled data is read from.
-
-    Returns:
-        ``$MARKET_METARL_DATA`` when set and non-empty, else :data:`DATA_DIR`. Read on every call,
-        so changing the variable takes effect at once.
-    """
-    override = os.environ.get(DATA_DIR_ENV, "").strip()
-    return Path(override).expanduser() if override else DATA_DIR
 
 
 def read_manifest() -> pd.DataFrame:

@@ -21,20 +21,11 @@ from typing import Any
 import pandas as pd
 
 from market_metarl.data.bars import BarsReport, validate_bars
+from market_metarl.data.paths import cache_dir
 from market_metarl.types import DataError
 
 REFRESH_OVERLAP_DAYS = 7
 """Calendar days re-downloaded before the last cached bar, so revised bars replace stale ones."""
-
-
-def cache_dir() -> Path:
-    """Download cache: ``$MARKET_METARL_CACHE`` or ``<data dir>/cache``."""
-    env = os.environ.get("MARKET_METARL_CACHE")
-    if env:
-        return Path(env)
-    from market_metarl.data.bundled import data_dir
-
-    return data_dir() / "cache"
 
 
 def cache_path(symbol: str, interval: str = "1d", adjusted: bool = True) -> Path:
@@ -186,15 +177,3 @@ def load_yfinance(
             "with network access first"
         )
     return validate_bars(cached, source=f"yfinance:{symbol.upper()}")
-
-
-def list_cached() -> list[tuple[str, Path]]:
-    """Symbols in the download cache and their files."""
-    root = cache_dir() / "yfinance"
-    if not root.is_dir():
-        return []
-    out = []
-    for path in sorted(root.glob("*.parquet")):
-        name = path.stem.rsplit("_", 2)[0]  # strip the _<interval>_<adj|raw> key
-        out.append(("^" + name[4:] if name.startswith("IDX_") else name, path))
-    return out

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_metarl.data import bundled
+from market_metarl.data import bundled, paths
 from market_metarl.data.bundled import bundled_symbols, load_bundled, read_manifest
 from market_metarl.types import BAR_COLUMNS, DataError
 
@@ -34,7 +34,7 @@ SPLIT_DATES = [
 
 @pytest.fixture(autouse=True)
 def _default_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(bundled.DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(paths.DATA_DIR_ENV, raising=False)
 
 
 def _overnight(frame: pd.DataFrame) -> pd.Series:
@@ -43,7 +43,7 @@ def _overnight(frame: pd.DataFrame) -> pd.Series:
 
 
 def test_default_dir_is_repo_data() -> None:
-    assert bundled.data_dir() == Path(__file__).resolve().parents[2] / "data"
+    assert paths.data_dir() == Path(__file__).resolve().parents[2] / "data"
 
 
 def test_manifest_files_match_hash_and_rows() -> None:
@@ -52,7 +52,7 @@ def test_manifest_files_match_hash_and_rows() -> None:
     assert len(manifest) >= len(REQUIRED)
     for row in manifest.to_dict(orient="records"):
         name, symbol = str(row["file"]), str(row["symbol"])
-        path = bundled.DATA_DIR / name
+        path = paths.DATA_DIR / name
         assert path.is_file(), name
         assert hashlib.sha256(path.read_bytes()).hexdigest() == row["sha256"], name
         assert name == f"{symbol.lower()}.parquet"
@@ -64,7 +64,7 @@ def test_manifest_files_match_hash_and_rows() -> None:
 
 
 def test_data_dir_is_small() -> None:
-    total = sum(p.stat().st_size for p in bundled.DATA_DIR.glob("*.parquet"))
+    total = sum(p.stat().st_size for p in paths.DATA_DIR.glob("*.parquet"))
     assert total < 3_500_000
 
 
@@ -148,14 +148,14 @@ def test_unknown_symbol_lists_available() -> None:
 
 def test_corrupt_file_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "data"
-    shutil.copytree(bundled.DATA_DIR, copy, ignore=shutil.ignore_patterns("cache"))
+    shutil.copytree(paths.DATA_DIR, copy, ignore=shutil.ignore_patterns("cache"))
     target = copy / "spy.parquet"
     payload = bytearray(target.read_bytes())
     middle = len(payload) // 2
     payload[middle : middle + 8] = bytes(b ^ 0xFF for b in payload[middle : middle + 8])
     target.write_bytes(bytes(payload))
-    monkeypatch.setenv(bundled.DATA_DIR_ENV, str(copy))
-    assert bundled.data_dir() == copy
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(copy))
+    assert paths.data_dir() == copy
     load_bundled("IBM")  # untouched files still load from the copy
     with pytest.raises(DataError, match="make data") as info:
         load_bundled("SPY")
@@ -163,6 +163,6 @@ def test_corrupt_file_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_missing_manifest_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(bundled.DATA_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path))
     with pytest.raises(DataError, match="make data"):
         bundled_symbols()

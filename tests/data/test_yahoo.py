@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from market_metarl.data.paths import list_cached
 from market_metarl.data.sources import load_bars
 from market_metarl.data.yahoo import (
     REFRESH_OVERLAP_DAYS,
     cache_path,
     fetch_yfinance,
-    list_cached,
     load_yfinance,
     read_cache,
 )
