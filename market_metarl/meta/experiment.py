@@ -93,6 +93,8 @@ class TrainConfig:
             collapsed the posterior on the synthetic family: the PnL is in per cent a day).
         pearl_online: PEARL's posterior takes in each day traded (training and acting).
         pearl_memory_days: Most recent days' transitions PEARL's acting posterior keeps.
+        pearl_film: PEARL's policy also reads every product of a latent dimension with a
+            normalised feature (multiplicative, FiLM-style conditioning on the regime).
         checkpoint_every: Iterations between checkpoints (and metrics rows).
     """
 
@@ -150,6 +152,7 @@ class TrainConfig:
     pearl_kl_weight: float = 0.01
     pearl_online: bool = True
     pearl_memory_days: int = 120
+    pearl_film: bool = True
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:

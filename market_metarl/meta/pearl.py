@@ -118,11 +118,30 @@ def kl_to_prior(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     return 0.5 * (var + mean**2 - 1.0 - torch.log(var)).sum(-1)
 
 
-def with_latent(ep: Episode, z: torch.Tensor) -> Episode:
-    """The episode with the latent ``(B, Z)`` or ``(B, D, Z)`` appended to every observation."""
+def policy_inputs(
+    obs: torch.Tensor, z: torch.Tensor, encoder: ContextEncoder | None = None
+) -> torch.Tensor:
+    """The policy's input: the observation, the latent and, with ``encoder`` (multiplicative,
+    FiLM-style conditioning), every product of a latent dimension with a normalised feature.
+
+    The products make "trade the return one way in this regime, the other way in that one" linear
+    in the inputs. Without them the policy must learn that interaction itself, and on the
+    synthetic family 3 seeds of 5 settled on handling one kind of regime only (~0.45 of the
+    oracle, where the other 2 reached ~0.99).
+    """
+    parts = [obs, z.to(obs.dtype)]
+    if encoder is not None:
+        features = encoder.norm(obs) * encoder.input_mask
+        parts.append((z.to(obs.dtype).unsqueeze(-1) * features.unsqueeze(-2)).flatten(-2))
+    return torch.cat(parts, -1)
+
+
+def with_latent(ep: Episode, z: torch.Tensor, encoder: ContextEncoder | None = None) -> Episode:
+    """The episode with the latent ``(B, Z)`` or ``(B, D, Z)`` joined to every observation
+    (see :func:`policy_inputs`)."""
     if z.dim() == 2:
         z = z.unsqueeze(1).expand(-1, ep.days, -1)
-    return replace(ep, obs=torch.cat([ep.obs, z.to(ep.obs.dtype)], -1))
+    return replace(ep, obs=policy_inputs(ep.obs, z, encoder))
 
 
 class PearlLearner:
@@ -137,6 +156,7 @@ class PearlLearner:
         kl_weight: Weight of the KL term (beta).
         online: Update the posterior with each query day (training and acting).
         memory_days: Most recent transitions the acting posterior keeps.
+        film: The policy also reads latent x feature products (see :func:`policy_inputs`).
         lr: Adam step size.
         grad_clip: Global norm clip of the update.
         seed: Seed of the latent samples drawn while training.
@@ -154,14 +174,17 @@ class PearlLearner:
         kl_weight: float = 0.1,
         online: bool = True,
         memory_days: int = 120,
+        film: bool = True,
         lr: float = 3e-3,
         grad_clip: float = 1.0,
         seed: int = 0,
     ) -> None:
-        if policy.obs_dim != encoder.obs_dim + encoder.latent:
+        self.film = film
+        expected = policy_width(encoder.obs_dim, encoder.latent, film)
+        if policy.obs_dim != expected:
             raise ValueError(
-                f"the PEARL policy reads obs_dim + latent = {encoder.obs_dim + encoder.latent} "
-                f"inputs, got a policy of {policy.obs_dim}"
+                f"the PEARL policy reads {expected} inputs (film={film}), got a policy of "
+                f"{policy.obs_dim}"
             )
         self.encoder, self.policy, self.windows = encoder, policy, windows
         self.position, self.return_index = position, list(return_index)
@@ -169,6 +192,9 @@ class PearlLearner:
         self.grad_clip = grad_clip
         self.gen = torch.Generator().manual_seed(seed)
         self.opt = LazyAdam([*encoder.parameters(), *policy.parameters()], lr=lr)
+
+    def _film(self) -> ContextEncoder | None:
+        return self.encoder if self.film else None
 
     def _latents(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """Sampled latents of the query days ``(B, H, Z)`` and the support posterior's KL ``(B,)``."""
@@ -189,7 +215,8 @@ class PearlLearner:
         # rollout: infer z from the context, replay the policy on the query days
         z, kl = self._latents(ep)
         rets = episode_log_returns(
-            query, mlp_weights(self.policy, params_of(self.policy), with_latent(query, z))
+            query,
+            mlp_weights(self.policy, params_of(self.policy), with_latent(query, z, self._film())),
         )
         pnl = -rets.mean() * PNL_SCALE
         loss = pnl + self.kl_weight * kl.mean()
@@ -202,7 +229,9 @@ class PearlLearner:
         self.opt.step()
         with torch.no_grad():
             prior = torch.zeros(ep.batch, self.encoder.latent)
-            pre_w = mlp_weights(self.policy, params_of(self.policy), with_latent(query, prior))
+            pre_w = mlp_weights(
+                self.policy, params_of(self.policy), with_latent(query, prior, self._film())
+            )
             pre = -episode_log_returns(query, pre_w).mean() * PNL_SCALE
         return {
             "query_loss": float(pnl.detach()),
@@ -232,6 +261,7 @@ class PearlLearner:
             self.return_index,
             online=self.online,
             memory_days=self.memory_days,
+            film=self.film,
         )
 
 
@@ -246,6 +276,7 @@ class PearlAgent:
         online: Keep updating the posterior with the days traded.
         memory_days: Most recent transitions the posterior keeps.
         name: Strategy name.
+        film: The policy also reads latent x feature products (see :func:`policy_inputs`).
     """
 
     def __init__(
@@ -257,8 +288,9 @@ class PearlAgent:
         online: bool = True,
         memory_days: int = 120,
         name: str = "pearl",
+        film: bool = True,
     ) -> None:
-        self.name, self.encoder, self.policy = name, encoder, policy
+        self.name, self.encoder, self.policy, self.film = name, encoder, policy, film
         self.position, self.return_index = position, list(return_index)
         self.online, self.memory_days = online, memory_days
         self.init()
@@ -294,12 +326,18 @@ class PearlAgent:
             self.factors.append((mu, var))
         self.last_obs = x.clone()
         mean, _ = self.posterior()
-        w = self.policy(torch.cat([x, mean]).reshape(1, -1))
+        film = self.encoder if self.film else None
+        w = self.policy(policy_inputs(x.reshape(1, -1), mean.reshape(1, -1), film))
         return w.reshape(-1).double().numpy()
 
     def task_state(self) -> np.ndarray:
         """The posterior mean of the latent (what the task-inference probe reads)."""
         return self.posterior()[0].double().numpy()
+
+
+def policy_width(obs_dim: int, latent: int, film: bool) -> int:
+    """Inputs of the PEARL policy (see :func:`policy_inputs`)."""
+    return obs_dim + latent + (latent * obs_dim if film else 0)
 
 
 def build_pearl(
@@ -320,15 +358,15 @@ def build_pearl(
         encoder = ContextEncoder(
             obs_dim, n_assets, cfg.pearl_latent, cfg.pearl_hidden, bilinear=cfg.pearl_bilinear
         )
-        policy = MLPPolicy(obs_dim + cfg.pearl_latent, n_assets, cfg.policy_spec(env))
+        width = policy_width(obs_dim, cfg.pearl_latent, cfg.pearl_film)
+        policy = MLPPolicy(width, n_assets, cfg.policy_spec(env))
     returns = return_indices(env, n_assets)
     if observations is not None:
         encoder.norm.fit(observations, keep=position)
         encoder.fit_scale(observations[:, returns])
         # the latent's columns are zero here, so the normaliser leaves them as they are
-        padded = torch.cat(
-            [observations, observations.new_zeros(len(observations), cfg.pearl_latent)], 1
-        )
+        extra = width - observations.shape[1]  # latent (and products): zero at z = 0
+        padded = torch.cat([observations, observations.new_zeros(len(observations), extra)], 1)
         policy.norm.fit(padded, keep=position)
     encoder.mask_inputs(position)
     if not cfg.position_input:
@@ -340,6 +378,7 @@ def build_pearl(
         position,
         returns,
         kl_weight=cfg.pearl_kl_weight,
+        film=cfg.pearl_film,
         online=cfg.pearl_online,
         memory_days=cfg.pearl_memory_days,
         lr=cfg.outer_lr,
