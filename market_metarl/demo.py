@@ -36,7 +36,12 @@ def run(*argv: str) -> None:
 def summary(path: Path, title: str) -> None:
     metrics = json.loads((path / "metrics.json").read_text())
     rows = metrics["strategies"]
+    rec = metrics["reconciliation"]
     print(f"\n{title}  ({metrics['protocol']} protocol, {path / 'report.html'})")
+    print(
+        f"  backtrader vs env equity: max relative difference {rec['max_abs_rel_diff']:.1e} "
+        f"(tolerance {rec['tolerance']:.0e})"
+    )
     print(f"  {'strategy':<15} {'Sharpe':>7} {'total return':>13} {'max drawdown':>13}")
     for name, m in sorted(rows.items(), key=lambda kv: -kv[1]["sharpe"]):
         print(
