@@ -50,7 +50,7 @@ from market_metarl.meta.episodes import Episode, feature_index
 from market_metarl.meta.experiment import TrainConfig
 from market_metarl.meta.learners import Windows
 from market_metarl.meta.optim import LazyAdam
-from market_metarl.meta.policies import Normalizer, mlp_body
+from market_metarl.meta.policies import ScaledInputs, mlp_body
 
 LOG_STD_BOUND = 4.0
 """Predicted log-volatilities (in units of the training returns' std) stay in +-4."""
@@ -65,34 +65,17 @@ def next_day_returns(ep: Episode) -> torch.Tensor:
     return torch.log(ep.closes[:, 1:] / ep.closes[:, :-1]).float()
 
 
-class ReturnModel(nn.Module):
+class ReturnModel(ScaledInputs):
     """Gaussian model of the next day's log returns ``(..., N)`` given an observation ``(..., dim)``.
 
     The output ``(..., 2N)`` holds the mean and the log-volatility, both in units of
     ``y_scale`` (the training returns' std per asset, fitted with :meth:`fit_scale`).
     """
 
-    input_mask: torch.Tensor
-    y_scale: torch.Tensor
-
     def __init__(self, obs_dim: int, n_assets: int, hidden: int = 32, layers: int = 1) -> None:
-        super().__init__()
-        self.obs_dim, self.n_assets = obs_dim, n_assets
-        self.norm = Normalizer(obs_dim)
-        self.register_buffer("input_mask", torch.ones(obs_dim))
-        self.register_buffer("y_scale", torch.ones(n_assets))
+        super().__init__(obs_dim, n_assets)
         self.body, d = mlp_body(obs_dim, hidden, layers)
         self.out = nn.Linear(d, 2 * n_assets)
-
-    def mask_inputs(self, position: slice) -> None:
-        """Ignore the held weights (they do not move prices)."""
-        self.input_mask[position] = 0.0
-
-    @torch.no_grad()
-    def fit_scale(self, returns: torch.Tensor) -> None:
-        """Fit the per-asset return scale on meta-training returns ``(..., N)``."""
-        sd = returns.reshape(-1, self.n_assets).float().std(0)
-        self.y_scale.copy_(torch.where(sd > 1e-12, sd, torch.ones_like(sd)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         z = self.out(self.body(self.norm(obs) * self.input_mask))

@@ -41,7 +41,7 @@ from market_metarl.meta.experiment import TrainConfig
 from market_metarl.meta.learners import Windows
 from market_metarl.meta.model_based import next_day_returns, return_indices
 from market_metarl.meta.optim import LazyAdam
-from market_metarl.meta.policies import MLPPolicy, Normalizer, mlp_body
+from market_metarl.meta.policies import MLPPolicy, ScaledInputs, mlp_body
 from market_metarl.meta.rollout import PNL_SCALE, episode_log_returns, mlp_weights
 from market_metarl.seeding import child_seed
 
@@ -49,7 +49,7 @@ MIN_VAR = 1e-4
 """Smallest variance of one transition's factor (no single day is certain evidence)."""
 
 
-class ContextEncoder(nn.Module):
+class ContextEncoder(ScaledInputs):
     """One transition ``(obs (..., dim), y (..., N))`` -> a Gaussian factor ``(mu, var)`` over z.
 
     With ``bilinear`` the network also reads the products ``y_i * x_j`` of the (scaled) next-day
@@ -57,9 +57,6 @@ class ContextEncoder(nn.Module):
     return model (its score), which a small tanh network would otherwise have to learn to
     multiply. They make the latent's job (how do returns follow from features here?) linear.
     """
-
-    input_mask: torch.Tensor
-    y_scale: torch.Tensor
 
     def __init__(
         self,
@@ -70,25 +67,11 @@ class ContextEncoder(nn.Module):
         layers: int = 2,
         bilinear: bool = True,
     ) -> None:
-        super().__init__()
-        self.obs_dim, self.n_assets, self.latent = obs_dim, n_assets, latent
-        self.bilinear = bilinear
-        self.norm = Normalizer(obs_dim)
-        self.register_buffer("input_mask", torch.ones(obs_dim))
-        self.register_buffer("y_scale", torch.ones(n_assets))
+        super().__init__(obs_dim, n_assets)
+        self.latent, self.bilinear = latent, bilinear
         d_in = obs_dim + n_assets + (n_assets * obs_dim if bilinear else 0)
         self.body, d = mlp_body(d_in, hidden, layers)
         self.out = nn.Linear(d, 2 * latent)
-
-    def mask_inputs(self, position: slice) -> None:
-        """Ignore the held weights (a property of the trader, not of the regime)."""
-        self.input_mask[position] = 0.0
-
-    @torch.no_grad()
-    def fit_scale(self, returns: torch.Tensor) -> None:
-        """Fit the per-asset return scale on meta-training returns ``(..., N)``."""
-        sd = returns.reshape(-1, self.n_assets).float().std(0)
-        self.y_scale.copy_(torch.where(sd > 1e-12, sd, torch.ones_like(sd)))
 
     def forward(self, obs: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.norm(obs) * self.input_mask, y / self.y_scale

@@ -94,6 +94,31 @@ class Normalizer(nn.Module):
         return (x - self.mean) / self.std
 
 
+class ScaledInputs(nn.Module):
+    """Base of networks that read observations and next-day returns: an input normaliser, a mask
+    that can hide the held weights, and a per-asset return scale, all fitted on training data."""
+
+    input_mask: torch.Tensor
+    y_scale: torch.Tensor
+
+    def __init__(self, obs_dim: int, n_assets: int) -> None:
+        super().__init__()
+        self.obs_dim, self.n_assets = obs_dim, n_assets
+        self.norm = Normalizer(obs_dim)
+        self.register_buffer("input_mask", torch.ones(obs_dim))
+        self.register_buffer("y_scale", torch.ones(n_assets))
+
+    def mask_inputs(self, position: slice) -> None:
+        """Ignore the held weights (a property of the trader, not of the market or regime)."""
+        self.input_mask[position] = 0.0
+
+    @torch.no_grad()
+    def fit_scale(self, returns: torch.Tensor) -> None:
+        """Fit the per-asset return scale on meta-training returns ``(..., N)``."""
+        sd = returns.reshape(-1, self.n_assets).float().std(0)
+        self.y_scale.copy_(torch.where(sd > 1e-12, sd, torch.ones_like(sd)))
+
+
 def mlp_body(d_in: int, hidden: int, layers: int) -> tuple[nn.Sequential, int]:
     """``layers`` tanh layers of ``hidden`` units; returns the body and its output width."""
     blocks: list[nn.Module] = []
