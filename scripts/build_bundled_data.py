@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from market_metarl.data.bars import SPLIT_LIKE_MOVE, split_suspects, validate_bars
+from market_metarl.data.bundled import MANIFEST_COLUMNS
 from market_metarl.types import BAR_COLUMNS, DataError
 
 LEAN_DIR = "quantconnect-lean/Data/equity/usa"
@@ -522,20 +523,6 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-MANIFEST_COLUMNS = (
-    "file",
-    "symbol",
-    "first_date",
-    "last_date",
-    "rows",
-    "sha256",
-    "source",
-    "licence",
-    "adjusted",
-    "notes",
-)
 
 
 def write_dataset(dataset: Dataset, out: Path) -> dict[str, str]:
