@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: on these machines 2.13.0 is a CPU build already on disk; a bare
 	# `torch` would pull a multi-GB CUDA build. pyproject itself declares torch>=2.3.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# the distributed extra (Ray) too: the tests check that both backends give the same results
+	$(BIN)/python -m pip install --quiet -e '.[dev,distributed]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,13 +26,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	MARKET_METARL_SMALL=1 $(BIN)/python -m pytest -n 2 --nbmake tests notebooks
+	MARKET_METARL_SMALL=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --nbmake tests notebooks
 
 demo: $(STAMP)
 	$(BIN)/python -m market_metarl.demo
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/python benchmarks/scaling.py
 
 # Rebuild data/ from ../shared/data/raw (see data/MANIFEST.csv for provenance).
 data: $(STAMP)

@@ -1,0 +1,253 @@
+"""Execution backends: where a map over independent pieces of work runs.
+
+Training, backtests and sweeps hand their independent pieces (the tasks of a MAML meta-batch, the
+strategy x seed x market runs of a backtest, the runs of a sweep) to a backend as a *piece
+function* ``fn(shared, item) -> result``: ``shared`` is what every piece reads (the policy, the
+trained run, the base config), ``item`` what one piece owns (its task, its market, its seed).
+
+- :class:`LocalBackend` (``local``, the default) runs the pieces one after another in this
+  process. It needs nothing beyond the core dependencies.
+- :class:`RayBackend` (``ray``) runs them as Ray tasks, on a local Ray started for the purpose or
+  on an existing cluster (``address``, or the ``RAY_ADDRESS`` environment variable). Ray is an
+  optional extra (``pip install 'market-metarl[distributed]'``), imported only here and only
+  when this backend is asked for.
+
+Results are identical across backends by construction: a piece is a pure function of its
+arguments (each seeded piece carries its own seed, spawned from the run's root seed, never a
+global RNG), results come back in item order whatever order they finish in, and the caller
+combines them in that order. How items are grouped into Ray tasks (``chunks``) only changes the
+transport, never the arithmetic.
+
+Failures: a Ray worker that dies (killed, out of memory, node lost) is retried up to
+``max_retries`` times on another worker; a piece that raises an exception is not retried (the same
+inputs would raise again) and its exception reaches the caller unwrapped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+from market_metarl.types import ConfigError, RunError
+
+T = TypeVar("T")
+R = TypeVar("R")
+BACKENDS: tuple[str, ...] = ("local", "ray")
+INSTALL_HINT = "pip install 'market-metarl[distributed]'"
+
+PieceFn = Callable[[Any, Any], Any]
+
+
+class Backend(Protocol):
+    """Runs a piece function over items; see the module docstring."""
+
+    name: str
+
+    @property
+    def workers(self) -> int:
+        """Pieces that can run at once."""
+        ...
+
+    def imap(
+        self, fn: PieceFn, items: Sequence[Any], shared: Any = None
+    ) -> Iterator[tuple[int, Any]]:
+        """``(index, fn(shared, items[index]))`` for every item, in the order they finish."""
+        ...
+
+    def map(
+        self, fn: PieceFn, items: Sequence[Any], shared: Any = None, chunks: int | None = None
+    ) -> list[Any]:
+        """``[fn(shared, item) for item in items]``, in item order."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend started (a local Ray it launched)."""
+        ...
+
+
+class LocalBackend:
+    """Every piece in this process, in item order (the default; no extra dependencies)."""
+
+    name = "local"
+
+    @property
+    def workers(self) -> int:
+        return 1
+
+    def imap(
+        self, fn: PieceFn, items: Sequence[Any], shared: Any = None
+    ) -> Iterator[tuple[int, Any]]:
+        for index, item in enumerate(items):
+            yield index, fn(shared, item)
+
+    def map(
+        self, fn: PieceFn, items: Sequence[Any], shared: Any = None, chunks: int | None = None
+    ) -> list[Any]:
+        return [fn(shared, item) for item in items]
+
+    def close(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "LocalBackend()"
+
+
+def _run_chunk(fn: PieceFn, shared: Any, items: Sequence[Any]) -> list[Any]:
+    """One Ray task: a contiguous run of pieces (a chunk of one is a single piece)."""
+    return [fn(shared, item) for item in items]
+
+
+def _split(n: int, chunks: int) -> list[range]:
+    """``chunks`` contiguous, near-equal index ranges covering ``range(n)`` (none empty)."""
+    chunks = max(1, min(chunks, n))
+    size, extra = divmod(n, chunks)
+    out, start = [], 0
+    for c in range(chunks):
+        stop = start + size + (1 if c < extra else 0)
+        out.append(range(start, stop))
+        start = stop
+    return out
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a :class:`ConfigError` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            f"--backend ray needs Ray, which is not installed; install it with: {INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+class RayBackend:
+    """Pieces as Ray tasks on a local Ray or an existing cluster.
+
+    Args:
+        address: Cluster to join (``ray://host:10001`` or ``host:6379``); None: the
+            ``RAY_ADDRESS`` environment variable if set, otherwise a local Ray is started.
+        workers: CPUs of the local Ray started when no cluster is given (default: all cores).
+        max_retries: Times a piece whose worker died is run again.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self, address: str | None = None, workers: int | None = None, max_retries: int = 3
+    ) -> None:
+        ray = import_ray()
+        self._ray = ray
+        self._owns = False
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if workers is not None and workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=address,
+                    num_cpus=None if address else (workers or os.cpu_count() or 1),
+                    include_dashboard=False,
+                    logging_level="WARNING",
+                    log_to_driver=True,
+                )
+            except ConnectionError as exc:
+                raise ConfigError(
+                    f"cannot reach the Ray cluster at {address} ({exc}); start one with "
+                    "`ray start --head` and pass the address it prints"
+                ) from None
+            self._owns = True
+        self.max_retries = max_retries
+        self._remote = ray.remote(num_cpus=1, max_retries=max_retries)(_run_chunk)
+
+    @property
+    def workers(self) -> int:
+        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+
+    def _get(self, ref: Any, what: str) -> list[Any]:
+        ray = self._ray
+        try:
+            return list(ray.get(ref))
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause
+            if isinstance(cause, BaseException):
+                raise cause from None
+            raise
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
+            raise RunError(
+                f"a Ray worker died running {what} {self.max_retries + 1} times "
+                f"({type(exc).__name__}); see the Ray logs (/tmp/ray/session_latest/logs)"
+            ) from None
+
+    def _submit(
+        self, fn: PieceFn, items: Sequence[Any], shared: Any, groups: list[range]
+    ) -> dict[Any, range]:
+        shared_ref = self._ray.put(shared)
+        return {
+            self._remote.remote(fn, shared_ref, [items[i] for i in group]): group
+            for group in groups
+        }
+
+    def imap(
+        self, fn: PieceFn, items: Sequence[Any], shared: Any = None
+    ) -> Iterator[tuple[int, Any]]:
+        if not items:
+            return
+        pending = self._submit(fn, items, shared, [range(i, i + 1) for i in range(len(items))])
+        try:
+            while pending:
+                done, _ = self._ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    group = pending.pop(ref)
+                    results = self._get(ref, f"piece {group[0]}")
+                    yield from zip(group, results, strict=True)
+        finally:
+            self._cancel(pending)  # interrupted or failed: stop what has not finished
+
+    def map(
+        self, fn: PieceFn, items: Sequence[Any], shared: Any = None, chunks: int | None = None
+    ) -> list[Any]:
+        if not items:
+            return []
+        groups = _split(len(items), chunks or len(items))
+        pending = self._submit(fn, items, shared, groups)
+        out: list[Any] = []
+        try:
+            for ref, group in list(pending.items()):
+                out.extend(self._get(ref, f"pieces {group.start}..{group.stop - 1}"))
+                del pending[ref]
+        finally:
+            self._cancel(pending)
+        return out
+
+    def _cancel(self, refs: dict[Any, range]) -> None:
+        for ref in refs:
+            self._ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        if self._owns and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns = False
+
+    def __repr__(self) -> str:
+        return f"RayBackend(workers={self.workers})"
+
+
+def get_backend(name: str, address: str | None = None, workers: int | None = None) -> Backend:
+    """The backend called ``name`` (``local`` or ``ray``); see :data:`BACKENDS`.
+
+    Raises:
+        ConfigError: Unknown name, or ``ray`` without Ray installed (the message says how to
+            install it), or a cluster address that cannot be reached.
+    """
+    if name == "local":
+        if address:
+            raise ConfigError("--address names a Ray cluster; use it with --backend ray")
+        return LocalBackend()
+    if name == "ray":
+        return RayBackend(address=address, workers=workers)
+    raise ConfigError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+
+
+LOCAL = LocalBackend()
+"""The default backend."""
