@@ -26,6 +26,7 @@ from market_metarl.meta.episodes import Episode
 from market_metarl.meta.optim import LazyAdam
 from market_metarl.meta.policies import GRUPolicy, MLPPolicy
 from market_metarl.meta.rollout import PNL_SCALE, gru_rollout, mlp_loss, pg_loss
+from market_metarl.parallel import LOCAL, Backend
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,76 @@ class Windows:
         return ep.window(self.adapt_days - 1, self.days)
 
 
-def _loss_fn(estimator: str) -> Callable[[MLPPolicy, Params, Episode], torch.Tensor]:
+def _loss_fn(
+    estimator: str, gen: torch.Generator
+) -> Callable[[MLPPolicy, Params, Episode], torch.Tensor]:
+    """The training loss; the score-function estimator samples its actions from ``gen``."""
     if estimator == "pathwise":
         return mlp_loss
-    return lambda policy, params, ep: pg_loss(policy, params, ep)
+    return lambda policy, params, ep: pg_loss(policy, params, ep, gen)
+
+
+@dataclass
+class MAMLProblem:
+    """What every task piece of a MAML meta-batch reads: the networks and the inner loop.
+
+    On the ``local`` backend the pieces read the learner's own tensors; on ``ray`` each worker
+    receives a copy (a few kB), so a piece never changes the learner.
+    """
+
+    policy: MLPPolicy
+    log_lr: dict[str, torch.Tensor]
+    inner_steps: int
+    first_order: bool
+    estimator: str
+    batch: int
+
+    def leaves(self) -> list[torch.Tensor]:
+        """The tensors the outer loop updates, in a fixed order: policy, then step sizes."""
+        return list(params_of(self.policy).values()) + [
+            v for v in self.log_lr.values() if v.requires_grad
+        ]
+
+
+@dataclass(frozen=True)
+class TaskGrad:
+    """One task's share of the meta-gradient, and its losses before and after adapting."""
+
+    grads: tuple[torch.Tensor | None, ...]
+    query_loss: float
+    pre_adapt_loss: float
+
+
+def maml_task(problem: MAMLProblem, task: tuple[Episode, Episode, int | None]) -> TaskGrad:
+    """The piece function of a MAML meta-batch: adapt on one task's support days, score the
+    adapted policy on its query days, and return the gradient of that score (divided by the
+    meta-batch size) with respect to :meth:`MAMLProblem.leaves`.
+
+    ``task`` is ``(support, query, seed)``; ``seed`` seeds the score-function estimator's action
+    samples (None for the pathwise estimator, which samples nothing).
+    """
+    support, query, seed = task
+    gen = None if seed is None else torch.Generator().manual_seed(seed)
+
+    def loss(params: Params, ep: Episode) -> torch.Tensor:
+        if problem.estimator == "pathwise":
+            return mlp_loss(problem.policy, params, ep)
+        return pg_loss(problem.policy, params, ep, gen)
+
+    lr = {k: v.exp() for k, v in problem.log_lr.items()}
+    adapted = adapt(
+        params_of(problem.policy),
+        lambda p: loss(p, support),
+        steps=problem.inner_steps,
+        lr=lr,
+        first_order=problem.first_order,
+        max_grad_norm=10.0,
+    )
+    task_loss = loss(adapted, query) / problem.batch
+    grads = torch.autograd.grad(task_loss, problem.leaves(), allow_unused=True)
+    with torch.no_grad():
+        pre = float(loss(params_of(problem.policy), query)) / problem.batch
+    return TaskGrad(tuple(grads), float(task_loss.detach()), pre)
 
 
 class MAMLLearner:
@@ -60,6 +127,11 @@ class MAMLLearner:
     :func:`~market_metarl.meta.adapt.adapt`. Outer loop: the adapted policy's loss on the task's
     query days, averaged over the meta-batch, back-propagated into the initial parameters (and
     the log step sizes); second-order unless ``first_order``.
+
+    The tasks of a meta-batch are independent pieces (:func:`maml_task`) run by ``backend``
+    (:mod:`market_metarl.parallel`); their gradients are summed in task order, so every backend
+    gives the same update. The other learners evaluate their whole batch as one vectorised
+    tensor operation, which splitting across processes would only slow down.
     """
 
     name = "maml"
@@ -75,10 +147,14 @@ class MAMLLearner:
         outer_lr: float = 3e-3,
         estimator: str = "pathwise",
         grad_clip: float = 1.0,
+        seed: int = 0,
+        backend: Backend = LOCAL,
     ) -> None:
         self.policy, self.windows = policy, windows
         self.inner_steps, self.first_order, self.grad_clip = inner_steps, first_order, grad_clip
-        self.loss = _loss_fn(estimator)
+        self.estimator, self.backend = estimator, backend
+        self.gen = torch.Generator().manual_seed(seed)
+        self.loss = _loss_fn(estimator, self.gen)
         self.log_lr = {
             k: torch.full_like(v, math.log(inner_lr), requires_grad=learn_inner_lr)
             for k, v in params_of(policy).items()
@@ -100,17 +176,33 @@ class MAMLLearner:
             max_grad_norm=10.0,
         )
 
+    def problem(self, batch: int) -> MAMLProblem:
+        return MAMLProblem(
+            self.policy, self.log_lr, self.inner_steps, self.first_order, self.estimator, batch
+        )
+
     def step(self, ep: Episode) -> dict[str, float]:
         support, query = self.windows.support(ep), self.windows.query(ep)
-        outer, pre = 0.0, 0.0
+        seeds: list[int | None] = [None] * ep.batch
+        if self.estimator != "pathwise":  # each task's action samples get their own seed
+            seeds = [int(s) for s in torch.randint(0, 2**31 - 1, (ep.batch,), generator=self.gen)]
+        tasks = [(support.select([b]), query.select([b]), seeds[b]) for b in range(ep.batch)]
+        problem = self.problem(ep.batch)
+        results: list[TaskGrad] = self.backend.map(
+            maml_task, tasks, problem, chunks=self.backend.workers
+        )
         self.opt.zero_grad()
-        for b in range(ep.batch):
-            s, q = support.select([b]), query.select([b])
-            task_loss = self.loss(self.policy, self.adapted(s), q) / ep.batch
-            task_loss.backward()
-            outer += float(task_loss.detach())
-            with torch.no_grad():
-                pre += float(self.loss(self.policy, params_of(self.policy), q)) / ep.batch
+        for i, leaf in enumerate(problem.leaves()):
+            total: torch.Tensor | None = None
+            for r in results:  # task order, as backward() would accumulate them
+                g = r.grads[i]
+                if g is not None:
+                    total = g.clone() if total is None else total.add_(g)
+            leaf.grad = total
+        outer, pre = 0.0, 0.0
+        for r in results:
+            outer += r.query_loss
+            pre += r.pre_adapt_loss
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip)
         self.opt.step()
         mean_lr = float(
@@ -123,6 +215,7 @@ class MAMLLearner:
             "policy": self.policy.state_dict(),
             "log_lr": {k: v.detach() for k, v in self.log_lr.items()},
             "opt": self.opt.state_dict(),
+            "gen": self.gen.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -131,6 +224,8 @@ class MAMLLearner:
             for k, v in state["log_lr"].items():
                 self.log_lr[k].copy_(v)
         self.opt.load_state_dict(state["opt"])
+        if "gen" in state:
+            self.gen.set_state(state["gen"])
 
     def agent(self) -> GradientAgent:
         start = {k: v.detach() for k, v in params_of(self.policy).items()}
@@ -150,9 +245,11 @@ class PooledLearner:
         lr: float = 3e-3,
         estimator: str = "pathwise",
         grad_clip: float = 1.0,
+        seed: int = 0,
     ) -> None:
         self.policy, self.windows, self.grad_clip = policy, windows, grad_clip
-        self.loss = _loss_fn(estimator)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.loss = _loss_fn(estimator, self.gen)
         self.opt = LazyAdam(policy.parameters(), lr=lr)
 
     def step(self, ep: Episode) -> dict[str, float]:
@@ -164,11 +261,17 @@ class PooledLearner:
         return {"loss": float(loss.detach())}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict()}
+        return {
+            "policy": self.policy.state_dict(),
+            "opt": self.opt.state_dict(),
+            "gen": self.gen.get_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         self.opt.load_state_dict(state["opt"])
+        if "gen" in state:
+            self.gen.set_state(state["gen"])
 
     def agent(self) -> GradientAgent:
         start = {k: v.detach() for k, v in params_of(self.policy).items()}

@@ -32,6 +32,7 @@ from market_metarl.meta.model_based import ModelBasedLearner, build_model_based
 from market_metarl.meta.pearl import PearlLearner, build_pearl
 from market_metarl.meta.policies import GRUPolicy, MLPPolicy
 from market_metarl.meta.ppo import GRUActorCritic, RL2PPOLearner
+from market_metarl.parallel import LOCAL, Backend
 from market_metarl.seeding import child_seed
 from market_metarl.types import ConfigError, RunError
 
@@ -69,12 +70,18 @@ class Shapes:
 
 
 def build_learner(
-    name: str, exp: Experiment, shapes: Shapes, seed: int, observations: torch.Tensor | None = None
+    name: str,
+    exp: Experiment,
+    shapes: Shapes,
+    seed: int,
+    observations: torch.Tensor | None = None,
+    backend: Backend = LOCAL,
 ) -> Learner:
     """A fresh learner, its network initialised from ``seed`` (global RNG left untouched).
 
     ``observations`` (meta-training tasks only) fit the input normaliser; a learner that will load
-    a checkpoint does not need them.
+    a checkpoint does not need them. ``backend`` runs the tasks of MAML's meta-batches (the other
+    learners are vectorised over their batch).
     """
     cfg, windows = exp.train, Windows(exp.train.adapt_days, exp.train.horizon)
     if name in ("model_based", "pearl"):
@@ -128,9 +135,16 @@ def build_learner(
             outer_lr=cfg.outer_lr,
             estimator=cfg.estimator,
             grad_clip=cfg.grad_clip,
+            seed=child_seed(seed, 1),
+            backend=backend,
         )
     return PooledLearner(
-        policy, windows, lr=cfg.outer_lr, estimator=cfg.estimator, grad_clip=cfg.grad_clip
+        policy,
+        windows,
+        lr=cfg.outer_lr,
+        estimator=cfg.estimator,
+        grad_clip=cfg.grad_clip,
+        seed=child_seed(seed, 1),
     )
 
 
@@ -161,8 +175,12 @@ def train(
     seed: int = 0,
     resume: bool = False,
     on_event: Callable[[TrainEvent], None] | None = None,
+    backend: Backend = LOCAL,
 ) -> Path:
     """Meta-train ``algo`` and the pooled baseline on the experiment's train tasks into ``out``.
+
+    ``backend`` (:mod:`market_metarl.parallel`) runs the per-task pieces of each meta-batch; the
+    parameters and metrics are the same with every backend.
 
     Raises:
         ConfigError: Unknown algorithm.
@@ -184,11 +202,19 @@ def train(
     observations = pool.all_observations()
     for index, name in enumerate(learners):
         total = _iterations(name, exp.train)
-        learner = build_learner(name, exp, shapes, child_seed(seed, index, 0), observations)
+        learner = build_learner(
+            name, exp, shapes, child_seed(seed, index, 0), observations, backend
+        )
         rng = np.random.default_rng(child_seed(seed, index, 1))
         done = int(state["iterations"].get(name, 0))
-        if done:
-            _load_checkpoint(run_dir / "checkpoints" / f"{name}.pt", learner, rng)
+        checkpoint = run_dir / "checkpoints" / f"{name}.pt"
+        if resume and checkpoint.is_file():
+            # the checkpoint is the truth: a run killed between writing it and run.json resumes
+            # from the checkpoint, and metrics rows past it are dropped (no duplicates)
+            done = _load_checkpoint(checkpoint, learner, rng, done)
+            _trim_metrics(run_dir / "metrics.csv", name, done)
+        elif done:
+            raise RunError(f"checkpoint {checkpoint} is missing; train into a new --out")
         batch = _batch_size(name, exp.train)
         rows: list[dict[str, float]] = []
         for it in range(done, total):
@@ -199,8 +225,9 @@ def train(
             # checkpoint
             if (it + 1) % exp.train.checkpoint_every == 0 or it + 1 == total:
                 metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                _save_checkpoint(run_dir / "checkpoints" / f"{name}.pt", learner, rng)
+                # metrics, checkpoint, run.json: a kill anywhere in between resumes exactly
                 _append_metrics(run_dir / "metrics.csv", name, it + 1, metrics)
+                _save_checkpoint(checkpoint, learner, rng, it + 1)
                 state["iterations"][name] = it + 1
                 _write_json(run_dir / "run.json", state)
                 rows = []
@@ -351,10 +378,33 @@ def _append_metrics(path: Path, learner: str, iteration: int, metrics: dict[str,
             writer.writerow([learner, iteration, key, f"{value:.6g}"])
 
 
-def _save_checkpoint(path: Path, learner: Learner, rng: np.random.Generator) -> None:
+def _trim_metrics(path: Path, learner: str, done: int) -> None:
+    """Keep the well-formed rows of ``metrics.csv`` up to iteration ``done`` of ``learner``."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    keep = [rows[0]] if rows else [["learner", "iteration", "metric", "value"]]
+    for row in rows[1:]:
+        if len(row) != 4 or not row[1].isdigit():
+            continue  # a line cut short by a kill
+        if row[0] == learner and int(row[1]) > done:
+            continue
+        keep.append(row)
+    if keep != rows:
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as fh:
+            csv.writer(fh).writerows(keep)
+        os.replace(tmp, path)
+
+
+def _save_checkpoint(
+    path: Path, learner: Learner, rng: np.random.Generator, iteration: int
+) -> None:
     payload = {
         "format": RUN_FORMAT,
         "learner": learner.name,
+        "iteration": iteration,
         "state": learner.state_dict(),
         "rng": json.dumps(rng.bit_generator.state),
     }
@@ -384,7 +434,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _load_checkpoint(path: Path, learner: Learner, rng: np.random.Generator) -> None:
+def _load_checkpoint(path: Path, learner: Learner, rng: np.random.Generator, recorded: int) -> int:
+    """Restore ``learner`` and ``rng``; the iterations the checkpoint holds (``recorded``, from
+    run.json, for checkpoints written before they carried their own count)."""
     payload = load_checkpoint(path)
     if payload.get("learner") != learner.name:
         raise RunError(
@@ -395,6 +447,7 @@ def _load_checkpoint(path: Path, learner: Learner, rng: np.random.Generator) -> 
     except (RuntimeError, KeyError, ValueError) as exc:
         raise RunError(f"checkpoint {path} does not fit this config's networks ({exc})") from None
     rng.bit_generator.state = json.loads(payload["rng"])
+    return int(payload.get("iteration", recorded))
 
 
 def experiment_of_run(run_dir: Path, overrides: dict[str, Any] | None = None) -> Experiment:
@@ -414,10 +467,21 @@ def run_shapes(run_dir: Path) -> Shapes:
     return Shapes(int(shapes["obs_dim"]), int(shapes["n_assets"]), tuple(shapes["position"]))
 
 
-def load_learner(run_dir: Path, name: str, exp: Experiment) -> Learner:
-    """A trained learner from a run directory (``maml``, ``rl2`` or ``pooled``)."""
-    learner = build_learner(name, exp, run_shapes(run_dir), 0)
-    payload = load_checkpoint(Path(run_dir) / "checkpoints" / f"{name}.pt")
+def load_learner(
+    run_dir: Path,
+    name: str,
+    exp: Experiment,
+    payload: dict[str, Any] | None = None,
+    shapes: Shapes | None = None,
+) -> Learner:
+    """A trained learner from a run directory (``maml``, ``rl2``, ``pooled``...).
+
+    ``payload`` (the checkpoint already read by :func:`load_checkpoint`) and ``shapes`` let a
+    copy of the run shipped to another machine rebuild it without access to ``run_dir``.
+    """
+    learner = build_learner(name, exp, shapes or run_shapes(run_dir), 0)
+    if payload is None:
+        payload = load_checkpoint(Path(run_dir) / "checkpoints" / f"{name}.pt")
     if payload.get("learner") != name:
         raise RunError(f"checkpoint of {name} in {run_dir} holds a {payload.get('learner')}")
     try:

@@ -63,6 +63,62 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path: Path) -> None:
     assert _same(_state(tmp_path / "full", "pooled"), _state(interrupted, "pooled"))
 
 
+@pytest.mark.parametrize("where", ["writing metrics", "after the checkpoint"])
+def test_a_run_killed_while_checkpointing_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The checkpoint, not run.json, says where a run stands: a kill while a checkpoint interval
+    is being written neither repeats iterations nor leaves duplicate or cut metrics rows."""
+    from market_metarl.meta import trainer
+
+    exp = Experiment.from_config(small_config(iterations=6, pooled_iterations=4))
+    train(exp, "maml", tmp_path / "full", seed=2)
+    real_append, real_save = trainer._append_metrics, trainer._save_checkpoint
+    calls = {"n": 0}
+
+    def cut_metrics(path: Path, *args: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # iteration 4's rows: a line cut short, no checkpoint yet
+            with path.open("a") as fh:
+                fh.write("maml,4,query_loss,-0.05\nmaml,4,pre_ad")
+            raise KeyboardInterrupt
+        real_append(path, *args)  # type: ignore[arg-type]
+
+    def crash_after_checkpoint(*args: object) -> None:
+        real_save(*args)  # type: ignore[arg-type]
+        calls["n"] += 1
+        if calls["n"] == 2:  # iteration 4's checkpoint on disk, run.json still says 2
+            raise KeyboardInterrupt
+
+    if where == "writing metrics":
+        monkeypatch.setattr(trainer, "_append_metrics", cut_metrics)
+    else:
+        monkeypatch.setattr(trainer, "_save_checkpoint", crash_after_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train(exp, "maml", tmp_path / "crashed", seed=2)
+    monkeypatch.undo()
+    assert '"maml": 2' in (tmp_path / "crashed" / "run.json").read_text()
+    train(exp, "maml", tmp_path / "crashed", seed=2, resume=True)
+    for name in ("maml", "pooled"):
+        assert _same(_state(tmp_path / "full", name), _state(tmp_path / "crashed", name))
+    full = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
+    assert (tmp_path / "crashed" / "metrics.csv").read_text().splitlines() == full
+
+
+@pytest.mark.parametrize("estimator", ["pathwise", "score_function"])
+def test_training_never_reads_the_global_torch_rng(tmp_path: Path, estimator: str) -> None:
+    """Each learner samples from its own seeded generator, so a distributed worker (whose global
+    RNG is whatever it is) trains the same parameters."""
+    exp = Experiment.from_config(small_config(estimator=estimator))
+    torch.manual_seed(1)
+    train(exp, "maml", tmp_path / "a", seed=5)
+    torch.manual_seed(999)
+    torch.rand(17)
+    train(exp, "maml", tmp_path / "b", seed=5)
+    for name in ("maml", "pooled"):
+        assert _same(_state(tmp_path / "a", name), _state(tmp_path / "b", name))
+
+
 def test_training_into_an_existing_run_needs_resume(
     small_exp: Experiment, trained_run: Path
 ) -> None:
