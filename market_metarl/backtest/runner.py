@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from market_metarl.backtest.stats import (
 from market_metarl.envs.costs import CostModel
 from market_metarl.meta.agents import Agent
 from market_metarl.meta.run import STRATEGIES, TrainedRun
+from market_metarl.parallel import LOCAL, Backend
 from market_metarl.types import TRADING_DAYS_PER_YEAR, ConfigError, RunError
 
 ALL_STRATEGIES: tuple[str, ...] = (*STRATEGIES, *RULES)
@@ -180,6 +181,44 @@ def _native_check(
     return info, native.equity
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every piece of a backtest reads (shipped once to each Ray worker)."""
+
+    run: TrainedRun
+    markets: list[Market]
+    protocol: Protocol
+    adapt_days: int
+    every: int
+    model: CostModel
+    cash: float
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One strategy and seed on one market: its account, and the adapted strategy's zero-shot
+    task returns (its policy before adapting, on the same days)."""
+
+    account: Account
+    zero_shot: list[np.ndarray] | None
+
+
+def _backtest_piece(job: _Job, unit: tuple[str, int, int]) -> _Piece:
+    """The piece function of a backtest: one ``(strategy, seed, market index)`` through the
+    protocol and both books."""
+    strategy, seed, m = unit
+    market = job.markets[m]
+    agent = _agent(job.run, strategy, seed, market)
+    weights = schedule(agent, market, job.protocol, job.adapt_days, job.every)
+    account = _book(_label(strategy, seed), strategy, seed, market, weights, job.model, job.cash)
+    zero_shot = None
+    if strategy == "adapted":
+        pre = schedule(FrozenAgent(agent), market, job.protocol, job.adapt_days, job.every)
+        booked = _book("zero-shot", strategy, seed, market, pre, job.model, job.cash)
+        zero_shot = booked.task_returns()
+    return _Piece(account, zero_shot)
+
+
 def compute(
     run: TrainedRun,
     data: str | None,
@@ -191,8 +230,13 @@ def compute(
     seeds: int = 1,
     strategies: Sequence[str] = ALL_STRATEGIES,
     progress: bool = False,
+    backend: Backend | None = None,
 ) -> Backtest:
-    """Run every strategy through the protocol and both books (no files written)."""
+    """Run every strategy through the protocol and both books (no files written).
+
+    Each ``(strategy, seed, market)`` is an independent piece run by ``backend`` (default:
+    in this process); results are assembled in the same order whatever backend ran them.
+    """
     from tqdm import tqdm
 
     exp = run.experiment
@@ -217,26 +261,29 @@ def compute(
         markets = rolling_markets(run, data, k, every, start, end)
     model = CostModel.from_spec(exp.tasks.costs, PPY)
     cash = exp.env.initial_cash
-    units = [(s, seed) for s in strategies for seed in range(seeds if s in SEEDED else 1)]
-    accounts: list[Account] = []
-    zero_shot: dict[str, list[np.ndarray]] = {}
+    units = [
+        (s, seed, m)
+        for s in strategies
+        for seed in range(seeds if s in SEEDED else 1)
+        for m in range(len(markets))
+    ]
     for strategy in strategies:  # load every checkpoint before the progress bar starts
         if strategy not in RULES:
             run.agent(strategy, 0)
-    total = len(units) * len(markets)
-    with tqdm(total=total, desc="backtest", unit="run", disable=not progress) as bar:
-        for strategy, seed in units:
-            for market in markets:
-                bar.set_postfix_str(f"{strategy} {market.symbol}")
-                agent = _agent(run, strategy, seed, market)
-                weights = schedule(agent, market, protocol, k, every)
-                label = _label(strategy, seed)
-                accounts.append(_book(label, strategy, seed, market, weights, model, cash))
-                if strategy == "adapted":
-                    pre = schedule(FrozenAgent(agent), market, protocol, k, every)
-                    booked = _book("zero-shot", strategy, seed, market, pre, model, cash)
-                    zero_shot.setdefault(market.symbol, []).extend(booked.task_returns())
-                bar.update(1)
+    job = _Job(run, markets, protocol, k, every, model, cash)
+    pieces: list[_Piece | None] = [None] * len(units)
+    with tqdm(total=len(units), desc="backtest", unit="run", disable=not progress) as bar:
+        for index, piece in (backend or LOCAL).imap(_backtest_piece, units, job):
+            pieces[index] = piece
+            bar.set_postfix_str(f"{units[index][0]} {markets[units[index][2]].symbol}")
+            bar.update(1)
+    accounts: list[Account] = []
+    zero_shot: dict[str, list[np.ndarray]] = {}
+    for (_, _, m), piece in zip(units, pieces, strict=True):
+        assert piece is not None
+        accounts.append(replace(piece.account, market=markets[m]))  # one copy of each market
+        if piece.zero_shot is not None:
+            zero_shot.setdefault(markets[m].symbol, []).extend(piece.zero_shot)
     native, native_equity = _native_check(accounts[0], model, cash)
     costs = {f: float(getattr(exp.tasks.costs, f)) for f in exp.tasks.costs.__dataclass_fields__}
     return Backtest(
@@ -406,6 +453,7 @@ def run_backtest(
     n_boot: int = 1000,
     bootstrap_seed: int = 0,
     progress: bool = False,
+    backend: Backend | None = None,
 ) -> Path:
     """Backtest a trained run and write its results (see the module docstring).
 
@@ -423,6 +471,7 @@ def run_backtest(
         n_boot: Bootstrap replicates.
         bootstrap_seed: Seed of the bootstrap's generator.
         progress: Show a progress bar.
+        backend: Where the strategy x seed x market pieces run (default: this process).
 
     Returns:
         The output folder.
@@ -432,7 +481,18 @@ def run_backtest(
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
     run = TrainedRun.open(run_dir)
-    bt = compute(run, data_spec, protocol, adapt_days, every, start, end, seeds, progress=progress)  # type: ignore[arg-type]
+    bt = compute(
+        run,
+        data_spec,
+        protocol,  # type: ignore[arg-type]
+        adapt_days,
+        every,
+        start,
+        end,
+        seeds,
+        progress=progress,
+        backend=backend,
+    )
     stats = statistics(bt, n_boot, np.random.default_rng(bootstrap_seed))
     recon = reconciliation(bt)
     doc = {

@@ -8,7 +8,7 @@ Fine-tune and scratch are computed at adaptation time from the run's pooled poli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from market_metarl.meta.learners import PooledLearner
 from market_metarl.meta.trainer import (
     Shapes,
     experiment_of_run,
+    load_checkpoint,
     load_learner,
     read_run_json,
     run_shapes,
@@ -29,12 +30,17 @@ STRATEGIES: tuple[str, ...] = ("adapted", "pooled", "finetune", "scratch", "buy_
 
 @dataclass
 class TrainedRun:
-    """A run directory opened for use."""
+    """A run directory opened for use.
+
+    Checkpoints are read once and kept (:meth:`learner`), so a copy of an opened run, shipped to
+    the workers of a distributed backtest, rebuilds every agent without reading ``path``.
+    """
 
     path: Path
     state: dict[str, Any]
     experiment: Experiment
     shapes: Shapes
+    payloads: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainedRun:
@@ -52,17 +58,23 @@ class TrainedRun:
     def algo(self) -> str:
         return str(self.state["algo"])
 
+    def learner(self, name: str) -> Any:
+        """The run's trained learner ``name`` (its checkpoint read on first use)."""
+        if name not in self.payloads:
+            self.payloads[name] = load_checkpoint(self.path / "checkpoints" / f"{name}.pt")
+        return load_learner(self.path, name, self.experiment, self.payloads[name], self.shapes)
+
     def agent(self, strategy: str, seed: int = 0) -> Agent:
         """The agent behind a strategy name (see :data:`STRATEGIES`)."""
         train = self.experiment.train
         if strategy == "buy_and_hold":
             return ConstantAgent(1.0, "buy_and_hold")
         if strategy == "adapted":
-            learner = load_learner(self.path, self.algo, self.experiment)
+            learner = self.learner(self.algo)
             agent = learner.agent()
             agent.name = "adapted"
             return agent
-        pooled = load_learner(self.path, "pooled", self.experiment)
+        pooled = self.learner("pooled")
         assert isinstance(pooled, PooledLearner)
         if strategy == "pooled":
             return pooled.agent()
