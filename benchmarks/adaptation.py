@@ -45,7 +45,11 @@ from market_metarl.meta.diagnostics import (  # noqa: E402
     sign_statistic_accuracy,
 )
 from market_metarl.meta.episodes import feature_index  # noqa: E402
-from market_metarl.meta.evaluation import TaskResult, evaluate_adaptation  # noqa: E402
+from market_metarl.meta.evaluation import (  # noqa: E402
+    TaskResult,
+    bootstrap_mean,
+    evaluate_adaptation,
+)
 from market_metarl.meta.experiment import Experiment  # noqa: E402
 from market_metarl.meta.run import TrainedRun  # noqa: E402
 from market_metarl.meta.trainer import train  # noqa: E402
@@ -67,16 +71,6 @@ def bootstrap_ratio(
         idx = rng.integers(0, t, size=(s, t))
         stats[b] = np.take_along_axis(num, idx, 1).mean() / np.take_along_axis(den, idx, 1).mean()
     lo, hi = np.percentile(stats, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
-def bootstrap_mean(x: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of ``(seeds, tasks)``, resampling tasks within seeds."""
-    rng = np.random.default_rng(seed)
-    s, t = x.shape
-    idx = rng.integers(0, t, size=(n_boot, s, t))
-    means = x[np.arange(s)[None, :, None], idx].mean(axis=(1, 2))
-    lo, hi = np.percentile(means, [2.5, 97.5])
     return float(lo), float(hi)
 
 

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from market_metarl.parallel import Backend
+
+ALGOS = ("maml", "rl2", "pooled", "model_based", "pearl")
+"""As :data:`market_metarl.meta.experiment.ALGOS` (not imported: ``--help`` must stay fast)."""
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -105,6 +113,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.iterations is not None and args.iterations < 1:
         raise UsageError(f"--iterations must be >= 1, got {args.iterations}")
+    _check_backend(args)
     seed_everything(args.seed)
     exp = with_iterations(Experiment.from_file(args.config), args.iterations)
     algo = args.algo or exp.train.algo
@@ -122,8 +131,85 @@ def _train(args: argparse.Namespace) -> int:
         if event.iteration == event.total:
             bar.close()
 
-    run_dir = train(exp, algo, args.out, seed=args.seed, resume=args.resume, on_event=on_event)
+    with _backend(args) as backend:
+        run_dir = train(
+            exp,
+            algo,
+            args.out,
+            seed=args.seed,
+            resume=args.resume,
+            on_event=on_event,
+            backend=backend,
+        )
     print(f"run written to {run_dir}")
+    return EXIT_OK
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="where independent pieces run: this process (default) or Ray "
+        "(pip install 'market-metarl[distributed]')",
+    )
+    p.add_argument(
+        "--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)"
+    )
+    p.add_argument("--workers", type=int, help="CPUs of a local Ray (default: all cores)")
+
+
+def _check_backend(args: argparse.Namespace) -> None:
+    """Fail fast, before any data is loaded, on backend options that cannot work."""
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.backend == "ray":
+        from market_metarl.parallel import import_ray
+
+        import_ray()
+    elif args.address:
+        raise UsageError("--address names a Ray cluster; use it with --backend ray")
+
+
+@contextmanager
+def _backend(args: argparse.Namespace) -> Iterator[Backend]:
+    from market_metarl.parallel import get_backend
+
+    _check_backend(args)
+    backend = get_backend(args.backend, args.address, args.workers)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from market_metarl.config import read_toml
+    from market_metarl.meta.sweep import parse_grid, run_sweep, table_lines
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.iterations is not None and args.iterations < 1:
+        raise UsageError(f"--iterations must be >= 1, got {args.iterations}")
+    _check_backend(args)
+    cfg = read_toml(args.config)
+    if args.iterations is not None:
+        cfg.setdefault("train", {})["iterations"] = args.iterations
+    grid = parse_grid(args.grid)
+    algo = args.algo or str(cfg.get("train", {}).get("algo", "maml"))
+    with _backend(args) as backend:
+        result = run_sweep(
+            cfg, algo, args.seeds, grid, args.out, backend, args.seed, args.split, progress=True
+        )
+    print(
+        f"{result.ran} runs trained now, {result.skipped} found finished; "
+        f"scored on the {result.split} tasks (mean post-adaptation Sharpe, 95% CI)"
+    )
+    if result.split == "test":
+        print("note: the config has no val split, so the best score here is optimistic for test")
+    for line in table_lines(result.rows, [k for k, _ in grid]):
+        print(line)
+    print(f"table written to {result.out / 'sweep.csv'}")
     return EXIT_OK
 
 
@@ -134,18 +220,21 @@ def _backtest(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    out = run_backtest(
-        args.run,
-        args.data,
-        protocol=args.protocol,
-        adapt_days=args.adapt_days,
-        start=args.start,
-        end=args.end,
-        seeds=args.seeds,
-        out_dir=args.out,
-        every=args.every,
-        progress=True,
-    )
+    _check_backend(args)
+    with _backend(args) as backend:
+        out = run_backtest(
+            args.run,
+            args.data,
+            protocol=args.protocol,
+            adapt_days=args.adapt_days,
+            start=args.start,
+            end=args.end,
+            seeds=args.seeds,
+            out_dir=args.out,
+            every=args.every,
+            progress=True,
+            backend=backend,
+        )
     print(f"backtest written to {out} (report: {out / 'report.html'})")
     return EXIT_OK
 
@@ -207,13 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="task distribution, e.g. envs/default.toml")
     p.add_argument(
         "--algo",
-        choices=["maml", "rl2", "pooled", "model_based", "pearl"],
+        choices=list(ALGOS),
         help="default: [train] algo",
     )
     p.add_argument("--out", required=True, help="run directory, e.g. runs/default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int, help="override [train] iterations")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_backend(p)
     p.set_defaults(handler=_train)
     p = sub.add_parser("backtest", help="backtest a trained run against baselines in backtrader")
     p.add_argument("--run", required=True, help="trained run directory, e.g. runs/default")
@@ -227,7 +317,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", help="last date read, YYYY-MM-DD")
     p.add_argument("--seeds", type=int, default=1, help="seeds of the seeded baselines")
     p.add_argument("--out", required=True, help="output folder (metrics.json, report.html...)")
+    _add_backend(p)
     p.set_defaults(handler=_backtest)
+    p = sub.add_parser("sweep", help="train and score every setting x seed (resumable)")
+    p.add_argument("--config", required=True, help="base config, e.g. envs/synthetic.toml")
+    p.add_argument("--algo", choices=list(ALGOS), help="default: [train] algo")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per setting (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument(
+        "--grid",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="setting to vary, e.g. train.hidden=16,32 (a bare key is a [train] key)",
+    )
+    p.add_argument("--iterations", type=int, help="override [train] iterations")
+    p.add_argument("--split", choices=["auto", "val", "test"], default="auto", help="tasks scored")
+    p.add_argument("--out", required=True, help="sweep folder; rerun the command to resume")
+    _add_backend(p)
+    p.set_defaults(handler=_sweep)
     for register in _EXTENSIONS:
         register(sub)
     return parser

@@ -29,6 +29,16 @@ def sharpe(daily: np.ndarray, periods_per_year: int = TRADING_DAYS_PER_YEAR) -> 
     return float(np.mean(daily) / sd * np.sqrt(periods_per_year))
 
 
+def bootstrap_mean(x: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean of ``(seeds, tasks)``, resampling tasks within seeds."""
+    rng = np.random.default_rng(seed)
+    s, t = x.shape
+    idx = rng.integers(0, t, size=(n_boot, s, t))
+    means = x[np.arange(s)[None, :, None], idx].mean(axis=(1, 2))
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 @dataclass(frozen=True)
 class TaskResult:
     """One task's query-period result for one agent, before and after adaptation."""

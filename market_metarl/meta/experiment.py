@@ -159,7 +159,16 @@ class TrainConfig:
             raise ConfigError(f"train.algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
         if self.adapt_days < 2:
             raise ConfigError(f"train.adapt_days must be >= 2, got {self.adapt_days}")
-        for name in ("iterations", "meta_batch", "horizon", "rl2_batch", "pooled_batch"):
+        for name in (
+            "iterations",
+            "meta_batch",
+            "horizon",
+            "rl2_batch",
+            "pooled_batch",
+            "hidden",
+            "layers",
+            "rl2_hidden",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("inner_lr", "outer_lr", "finetune_lr", "scratch_lr", "grad_clip"):
