@@ -90,16 +90,19 @@ class TaskMarket:
         window: int = 1,
         start: dt.date | str | None = None,
         end: dt.date | str | None = None,
+        validate: bool = True,
     ) -> TaskMarket:
         """Arrays of one task from bars (one frame, or ``{symbol: frame}`` aligned on dates).
 
         Args:
-            bars: Validated bars; several frames are inner-joined on their dates.
+            bars: Bars; several frames are inner-joined on their dates.
             features: Which causal features to compute.
             window: Observation window; with ``start`` None the first tradable day is the first
                 row whose whole window has every feature defined.
             start: First tradable day (default: see ``window``).
             end: Last tradable day (default: the last row).
+            validate: Check and clean the bars (:func:`~market_metarl.data.bars.validate_bars`);
+                False only for slices of bars that ``load_bars`` already validated.
 
         Raises:
             DataError: When no rows fall in ``start..end`` or the frames share no dates.
@@ -107,7 +110,10 @@ class TaskMarket:
         frames = {"asset": bars} if isinstance(bars, pd.DataFrame) else dict(bars)
         if not frames:
             raise DataError("no bars given; pass a bars frame or {symbol: frame}")
-        clean = {s: validate_bars(f, source=s)[0] for s, f in frames.items()}
+        if validate:
+            clean = {s: validate_bars(f, source=s)[0] for s, f in frames.items()}
+        else:
+            clean = frames
         index = None
         for frame in clean.values():
             index = frame.index if index is None else index.intersection(frame.index)
@@ -190,7 +196,8 @@ class TaskMarket:
             history = int(bars.index.searchsorted(pd.Timestamp(task.start)))
             warmup = min(window - 1 + features.warmup, history)
             frames[task.symbol] = slice_with_warmup(bars, task.start, task.end, warmup, task.name)
-        return cls.from_bars(frames, features, window, start=t0.start, end=t0.end)
+        # load_bars validated the whole series; its slices need no second pass
+        return cls.from_bars(frames, features, window, start=t0.start, end=t0.end, validate=False)
 
 
 def _row(index: pd.Index, when: dt.date | str, side: str) -> int:

@@ -263,7 +263,8 @@ class Experiment:
         return cls(cfg, tasks, env, train)
 
     def markets(self, tasks: Sequence[TaskSpec]) -> list[TaskMarket]:
-        return [TaskMarket.from_tasks(t, self.env.features, self.env.window) for t in tasks]
+        loaded: dict[str, Any] = {}  # each source read once for all its tasks
+        return [TaskMarket.from_tasks(t, self.env.features, self.env.window, loaded) for t in tasks]
 
     def pool(self, split: Literal["train", "val", "test"]) -> TaskPool:
         return build_pool(self, self.tasks.split(split))

@@ -121,3 +121,28 @@ def test_too_few_bars_for_the_features_raises_data_error() -> None:
 
     with pytest.raises(DataError, match="features need 60"):
         TradingEnv.from_bars(random_walk_bars(50), EnvSpec())
+
+
+def test_task_markets_built_from_loaded_bars_equal_fully_validated_ones() -> None:
+    """``from_tasks`` skips re-validating slices of bars ``load_bars`` validated: same arrays."""
+    from market_metarl.data.features import FeatureSpec
+    from market_metarl.data.sources import load_bars, slice_with_warmup
+    from market_metarl.envs.market import TaskMarket
+    from market_metarl.types import TaskSpec
+
+    source = "bundled:SPY"
+    bars = load_bars(source)
+    task = TaskSpec(
+        source=source,
+        symbol="SPY",
+        start=bars.index[300].date(),
+        end=bars.index[420].date(),
+    )
+    features = FeatureSpec()
+    fast = TaskMarket.from_tasks(task, features, window=5)
+    warm = min(5 - 1 + features.warmup, 300)
+    frame = slice_with_warmup(bars, task.start, task.end, warm, "spy")
+    slow = TaskMarket.from_bars({"SPY": frame}, features, 5, start=task.start, end=task.end)
+    for field in ("dates", "opens", "closes", "volumes", "inv_adv", "features"):
+        assert np.array_equal(getattr(fast, field), getattr(slow, field)), field
+    assert (fast.first, fast.last) == (slow.first, slow.last)
