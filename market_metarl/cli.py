@@ -164,9 +164,14 @@ def _check_backend(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if args.backend == "ray":
-        from market_metarl.parallel import import_ray
+        import os
+
+        from market_metarl.parallel import check_reachable, import_ray
 
         import_ray()
+        address = args.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            check_reachable(address)
     elif args.address:
         raise UsageError("--address names a Ray cluster; use it with --backend ray")
 

@@ -37,6 +37,8 @@ BACKENDS: tuple[str, ...] = ("local", "ray")
 INSTALL_HINT = "pip install 'market-metarl[distributed]'"
 
 PieceFn = Callable[[Any, Any], Any]
+FORWARDED_ENV: tuple[str, ...] = ("MARKET_METARL_DATA", "MARKET_METARL_CACHE")
+"""Settings of this process that Ray workers get too (where data and the download cache are)."""
 
 
 class Backend(Protocol):
@@ -143,6 +145,9 @@ class RayBackend:
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         if not ray.is_initialized():
+            if address:
+                check_reachable(address)
+            forwarded = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
             try:
                 ray.init(
                     address=address,
@@ -150,6 +155,7 @@ class RayBackend:
                     include_dashboard=False,
                     logging_level="WARNING",
                     log_to_driver=True,
+                    runtime_env={"env_vars": forwarded} if forwarded else None,
                 )
             except ConnectionError as exc:
                 raise ConfigError(
@@ -231,6 +237,23 @@ class RayBackend:
 
     def __repr__(self) -> str:
         return f"RayBackend(workers={self.workers})"
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A clear error, in seconds rather than Ray's minutes of retries, when ``host:port`` of a
+    cluster address accepts no connection (``auto`` and other forms are left to Ray)."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start one with "
+            "`ray start --head` and pass the address it prints, or unset RAY_ADDRESS"
+        ) from None
 
 
 def get_backend(name: str, address: str | None = None, workers: int | None = None) -> Backend:

@@ -94,3 +94,18 @@ def test_cli_backend_ray_without_ray_exits_2_with_one_line(
     assert err.count("\n") == 1 and err.startswith("error: --backend ray needs Ray")
     assert "pip install 'market-metarl[distributed]'" in err
     assert not out.exists()  # nothing half-written
+
+
+def test_ray_is_imported_only_when_asked_for() -> None:
+    """The command line, the trainer, the backtest and a local sweep never import Ray."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "import market_metarl.cli, market_metarl.backtest.runner, market_metarl.meta.sweep\n"
+        "from market_metarl.parallel import get_backend\n"
+        "get_backend('local').map(lambda s, x: x, [-1])\n"
+        "sys.exit(1 if any(m == 'ray' or m.startswith('ray.') for m in sys.modules) else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -314,8 +314,9 @@ def run_sweep(
         ).hexdigest()[:16],
     }
     _open_sweep(out, spec)
+    runs = out.resolve() / "runs"  # absolute: Ray workers do not share the caller's cwd
     pieces = [
-        Piece(c, settings, s, str(out / "runs" / f"combo{c:02d}" / f"seed{s}"))
+        Piece(c, settings, s, str(runs / f"combo{c:02d}" / f"seed{s}"))
         for c, settings in enumerate(combos)
         for s in seed_list
     ]
