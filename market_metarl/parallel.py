@@ -165,10 +165,12 @@ class RayBackend:
             self._owns = True
         self.max_retries = max_retries
         self._remote = ray.remote(num_cpus=1, max_retries=max_retries)(_run_chunk)
+        self._workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     @property
     def workers(self) -> int:
-        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+        """CPUs of the cluster when this backend was made (one piece runs per CPU)."""
+        return self._workers
 
     def _get(self, ref: Any, what: str) -> list[Any]:
         ray = self._ray
@@ -179,7 +181,11 @@ class RayBackend:
             if isinstance(cause, BaseException):
                 raise cause from None
             raise
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
+        except (
+            ray.exceptions.WorkerCrashedError,
+            ray.exceptions.NodeDiedError,
+            ray.exceptions.OutOfMemoryError,
+        ) as exc:
             raise RunError(
                 f"a Ray worker died running {what} {self.max_retries + 1} times "
                 f"({type(exc).__name__}); see the Ray logs (/tmp/ray/session_latest/logs)"

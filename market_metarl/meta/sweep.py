@@ -355,6 +355,7 @@ def _open_sweep(out: Path, spec: dict[str, Any]) -> None:
                 f"{out} holds another sweep (different {', '.join(changed)}); rerun its own "
                 "command to resume it, or choose a new --out"
             )
+        (out / "results").mkdir(exist_ok=True)
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunError(f"--out {out} exists and is not a sweep; choose a new folder")
