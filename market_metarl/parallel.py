@@ -12,11 +12,13 @@ trained run, the base config), ``item`` what one piece owns (its task, its marke
   optional extra (``pip install 'market-metarl[distributed]'``), imported only here and only
   when this backend is asked for.
 
-Results are identical across backends by construction: a piece is a pure function of its
-arguments (each seeded piece carries its own seed, spawned from the run's root seed, never a
-global RNG), results come back in item order whatever order they finish in, and the caller
-combines them in that order. How items are grouped into Ray tasks (``chunks``) only changes the
-transport, never the arithmetic.
+Results are the same on both backends: a piece is a pure function of its arguments (each
+seeded piece carries its own seed, spawned from the run's root seed, never a global RNG), results
+come back in item order whatever order they finish in, and the caller combines them in that
+order. How items are grouped into Ray tasks (``chunks``) only changes the transport, never the
+arithmetic. The tests and ``benchmarks/scaling.py`` find them bit-identical on one machine, with
+torch on every core locally and one thread per Ray worker; on nodes with other CPUs, torch's
+kernels may round differently in the last bits.
 
 Failures: a Ray worker that dies (killed, out of memory, node lost) is retried up to
 ``max_retries`` times on another worker; a piece that raises an exception is not retried (the same
@@ -131,6 +133,10 @@ class RayBackend:
             ``RAY_ADDRESS`` environment variable if set, otherwise a local Ray is started.
         workers: CPUs of the local Ray started when no cluster is given (default: all cores).
         max_retries: Times a piece whose worker died is run again.
+
+    When Ray is already initialised in this process (by the caller, or by an earlier backend),
+    the backend uses it as it is: ``address``, ``workers`` and the forwarded environment only
+    apply to a Ray this backend starts, and only that one is shut down by :meth:`close`.
     """
 
     name = "ray"
@@ -150,7 +156,8 @@ class RayBackend:
             forwarded = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
             try:
                 ray.init(
-                    address=address,
+                    # "local": a new Ray of our own, even where `ray start` runs one here
+                    address=address or "local",
                     num_cpus=None if address else (workers or os.cpu_count() or 1),
                     include_dashboard=False,
                     logging_level="WARNING",
@@ -190,6 +197,9 @@ class RayBackend:
                 f"a Ray worker died running {what} {self.max_retries + 1} times "
                 f"({type(exc).__name__}); see the Ray logs (/tmp/ray/session_latest/logs)"
             ) from None
+        except ray.exceptions.RayError as exc:  # lost objects, runtime env, cancelled...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise RunError(f"Ray failed running {what}: {type(exc).__name__} {first}") from None
 
     def _submit(
         self, fn: PieceFn, items: Sequence[Any], shared: Any, groups: list[range]
@@ -233,8 +243,13 @@ class RayBackend:
         return out
 
     def _cancel(self, refs: dict[Any, range]) -> None:
+        """Stop unfinished pieces and wait (briefly) until they have stopped, so that a rerun
+        never overlaps a piece still writing its files."""
+        if not refs:
+            return
         for ref in refs:
             self._ray.cancel(ref, force=True)
+        self._ray.wait(list(refs), num_returns=len(refs), timeout=30)
 
     def close(self) -> None:
         if self._owns and self._ray.is_initialized():

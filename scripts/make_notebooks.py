@@ -549,11 +549,12 @@ fixed order, so the table is identical to the local one. On the command line:
         ),
         (
             "code",
-            """try:
-    from market_metarl.parallel import RayBackend
+            """from market_metarl.parallel import RayBackend
+from market_metarl.types import ConfigError
 
+try:
     backend = RayBackend(workers=2)
-except Exception as exc:  # the distributed extra is not installed
+except ConfigError as exc:  # the distributed extra is not installed
     print(exc)
 else:
     try:

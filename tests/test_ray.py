@@ -181,12 +181,12 @@ def test_an_unreachable_cluster_is_a_one_line_error_at_once(
 
     from market_metarl.cli import main
 
-    with socket.socket() as sock:  # a port nobody listens on
+    with socket.socket() as sock:  # held, so nobody else takes it, but never listening
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
-    argv = ["sweep", "--config", "envs/synthetic.toml", "--backend", "ray", "--out"]
-    assert main([*argv, str(tmp_path / "s")]) == 2
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        argv = ["sweep", "--config", "envs/synthetic.toml", "--backend", "ray", "--out"]
+        assert main([*argv, str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"cannot reach the Ray cluster at 127.0.0.1:{port}" in err
     assert not (tmp_path / "s").exists()

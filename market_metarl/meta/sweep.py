@@ -34,7 +34,8 @@ import math
 import os
 import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -295,9 +296,17 @@ def run_sweep(
         except MarketMetaRLError as exc:
             where = " ".join(f"{k}={v}" for k, v in settings.items()) or "the base config"
             raise ConfigError(f"--grid {where}: {exc}") from None
-        splits.add(scoring_split(exp, split))
-        if not exp.tasks.split(scoring_split(exp, split)):
-            raise ConfigError(f"the config has no {scoring_split(exp, split)} tasks to score on")
+        scored = scoring_split(exp, split)
+        splits.add(scored)
+        if not exp.tasks.split(scored):
+            raise ConfigError(f"the config has no {scored} tasks to score on")
+        window = exp.train.window_days
+        if not len(build_pool(exp, exp.tasks.split(scored)).eligible(window)):
+            where = " ".join(f"{k}={v}" for k, v in settings.items()) or "the base config"
+            raise ConfigError(
+                f"--grid {where}: no {scored} task has the {window} days adapt_days - 1 + horizon "
+                "needs; lower them or raise regimes.min_task_days"
+            )
     if len(splits) != 1:
         raise ConfigError("the grid changes which split has tasks; pass --split val or test")
     chosen = splits.pop()
@@ -314,32 +323,33 @@ def run_sweep(
         ).hexdigest()[:16],
     }
     _open_sweep(out, spec)
-    runs = out.resolve() / "runs"  # absolute: Ray workers do not share the caller's cwd
-    pieces = [
-        Piece(c, settings, s, str(runs / f"combo{c:02d}" / f"seed{s}"))
-        for c, settings in enumerate(combos)
-        for s in seed_list
-    ]
-    done = {p.name: _read_result(out, p) for p in pieces if _result_path(out, p).is_file()}
-    todo = [p for p in pieces if p.name not in done]
-    from tqdm import tqdm
+    with _locked(out):
+        runs = out.resolve() / "runs"  # absolute: Ray workers do not share the caller's cwd
+        pieces = [
+            Piece(c, settings, s, str(runs / f"combo{c:02d}" / f"seed{s}"))
+            for c, settings in enumerate(combos)
+            for s in seed_list
+        ]
+        done = {p.name: _read_result(out, p) for p in pieces if _result_path(out, p).is_file()}
+        todo = [p for p in pieces if p.name not in done]
+        from tqdm import tqdm
 
-    job = SweepJob(config, algo, chosen)
-    with tqdm(
-        total=len(pieces), initial=len(done), desc="sweep", unit="run", disable=not progress
-    ) as bar:
-        for index, result in backend.imap(sweep_piece, todo, job):
-            piece = todo[index]
-            _write_json(_result_path(out, piece), result)
-            done[piece.name] = result
-            bar.set_postfix_str(f"{piece.name} score {np.mean(result['post_sharpe']):.3f}")
-            bar.update(1)
-            if on_result is not None:
-                on_result(result)
-    results = [done[p.name] for p in pieces]
-    rows = summarise(results)
-    _write_table(out / "sweep.csv", rows, [k for k, _ in grid])
-    return SweepResult(rows, out, chosen, len(todo), len(pieces) - len(todo), results)
+        job = SweepJob(config, algo, chosen)
+        with tqdm(
+            total=len(pieces), initial=len(done), desc="sweep", unit="run", disable=not progress
+        ) as bar:
+            for index, result in backend.imap(sweep_piece, todo, job):
+                piece = todo[index]
+                _write_json(_result_path(out, piece), result)
+                done[piece.name] = result
+                bar.set_postfix_str(f"{piece.name} score {np.mean(result['post_sharpe']):.3f}")
+                bar.update(1)
+                if on_result is not None:
+                    on_result(result)
+        results = [done[p.name] for p in pieces]
+        rows = summarise(results)
+        _write_table(out / "sweep.csv", rows, [k for k, _ in grid])
+        return SweepResult(rows, out, chosen, len(todo), len(pieces) - len(todo), results)
 
 
 def _open_sweep(out: Path, spec: dict[str, Any]) -> None:
@@ -359,8 +369,31 @@ def _open_sweep(out: Path, spec: dict[str, Any]) -> None:
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunError(f"--out {out} exists and is not a sweep; choose a new folder")
-    (out / "results").mkdir(parents=True, exist_ok=True)
-    _write_json(path, spec)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(path, spec)  # first: a folder with sweep.json is a sweep, whatever else it holds
+    (out / "results").mkdir(exist_ok=True)
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold ``out/sweep.lock`` for the sweep's run: a second sweep in the same folder (which
+    would train the same pieces into the same run directories) is refused."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with (out / "sweep.lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RunError(
+                f"another sweep is running in {out}; wait for it to finish or stop it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _result_path(out: Path, piece: Piece) -> Path:
@@ -382,23 +415,21 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+FIGURES: tuple[str, ...] = ("score", "ci_low", "ci_high", "zero_shot", "gain")
+"""The table's figures (``Row`` fields), after its settings, ``seeds`` and ``tasks`` columns."""
+
+
+def _cells(row: Row, keys: Sequence[str], fmt: str) -> list[str]:
+    figures = [format(getattr(row, f), fmt) for f in FIGURES]
+    return [*(str(row.settings[k]) for k in keys), str(row.seeds), str(row.tasks), *figures]
+
+
 def table_lines(rows: Sequence[Row], keys: Sequence[str]) -> list[str]:
     """The table as aligned text lines (header first)."""
-    short = [k.split(".")[-1] for k in keys]
-    head = [*short, "seeds", "tasks", "score", "ci_low", "ci_high", "zero_shot", "gain"]
-    body = [
-        [
-            *(str(r.settings[k]) for k in keys),
-            str(r.seeds),
-            str(r.tasks),
-            *(f"{v:.3f}" for v in (r.score, r.ci_low, r.ci_high, r.zero_shot, r.gain)),
-        ]
-        for r in rows
-    ]
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    return [
-        "  ".join(x.rjust(w) for x, w in zip(line, widths, strict=True)) for line in [head, *body]
-    ]
+    head = [*(k.split(".")[-1] for k in keys), "seeds", "tasks", *FIGURES]
+    lines = [head, *(_cells(r, keys, ".3f") for r in rows)]
+    widths = [max(len(x) for x in col) for col in zip(*lines, strict=True)]
+    return ["  ".join(x.rjust(w) for x, w in zip(line, widths, strict=True)) for line in lines]
 
 
 def _write_table(path: Path, rows: Sequence[Row], keys: Sequence[str]) -> None:
@@ -407,31 +438,9 @@ def _write_table(path: Path, rows: Sequence[Row], keys: Sequence[str]) -> None:
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(
-        [
-            "rank",
-            "combo",
-            *keys,
-            "seeds",
-            "tasks",
-            "score",
-            "ci_low",
-            "ci_high",
-            "zero_shot",
-            "gain",
-        ]
-    )
+    writer.writerow(["rank", "combo", *keys, "seeds", "tasks", *FIGURES])
     for rank, r in enumerate(rows, 1):
-        writer.writerow(
-            [
-                rank,
-                r.combo,
-                *(r.settings[k] for k in keys),
-                r.seeds,
-                r.tasks,
-                *(f"{v:.6g}" for v in (r.score, r.ci_low, r.ci_high, r.zero_shot, r.gain)),
-            ]
-        )
+        writer.writerow([str(rank), str(r.combo), *_cells(r, keys, ".6g")])
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(buf.getvalue())
     os.replace(tmp, path)

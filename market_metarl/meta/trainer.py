@@ -40,6 +40,7 @@ Learner = (
     MAMLLearner | RL2Learner | RL2PPOLearner | PooledLearner | ModelBasedLearner | PearlLearner
 )
 RUN_FORMAT = 1
+METRICS_HEADER = ["learner", "iteration", "metric", "value"]
 
 
 @dataclass
@@ -208,13 +209,14 @@ def train(
         rng = np.random.default_rng(child_seed(seed, index, 1))
         done = int(state["iterations"].get(name, 0))
         checkpoint = run_dir / "checkpoints" / f"{name}.pt"
-        if resume and checkpoint.is_file():
-            # the checkpoint is the truth: a run killed between writing it and run.json resumes
-            # from the checkpoint, and metrics rows past it are dropped (no duplicates)
-            done = _load_checkpoint(checkpoint, learner, rng, done)
-            _trim_metrics(run_dir / "metrics.csv", name, done)
-        elif done:
+        if done and not checkpoint.is_file():
             raise RunError(f"checkpoint {checkpoint} is missing; train into a new --out")
+        if resume:
+            # the checkpoint is the truth (none yet: iteration 0): a run killed between writing
+            # metrics, the checkpoint and run.json resumes from the checkpoint, and metrics rows
+            # past it (or cut short) are dropped, so nothing is repeated or duplicated
+            done = _load_checkpoint(checkpoint, learner, rng, done) if checkpoint.is_file() else 0
+            _trim_metrics(run_dir / "metrics.csv", name, done)
         batch = _batch_size(name, exp.train)
         rows: list[dict[str, float]] = []
         for it in range(done, total):
@@ -373,7 +375,7 @@ def _append_metrics(path: Path, learner: str, iteration: int, metrics: dict[str,
     with path.open("a", newline="") as fh:
         writer = csv.writer(fh)
         if new:
-            writer.writerow(["learner", "iteration", "metric", "value"])
+            writer.writerow(METRICS_HEADER)
         for key, value in metrics.items():
             writer.writerow([learner, iteration, key, f"{value:.6g}"])
 
@@ -384,10 +386,10 @@ def _trim_metrics(path: Path, learner: str, done: int) -> None:
         return
     with path.open(newline="") as fh:
         rows = list(csv.reader(fh))
-    keep = [rows[0]] if rows else [["learner", "iteration", "metric", "value"]]
-    for row in rows[1:]:
+    keep = [METRICS_HEADER]
+    for row in rows:
         if len(row) != 4 or not row[1].isdigit():
-            continue  # a line cut short by a kill
+            continue  # the header, or a line cut short by a kill
         if row[0] == learner and int(row[1]) > done:
             continue
         keep.append(row)

@@ -20,7 +20,7 @@ from market_metarl.meta.sweep import (
     run_sweep,
     with_settings,
 )
-from market_metarl.meta.trainer import train
+from market_metarl.meta.trainer import load_checkpoint, train
 from market_metarl.types import ConfigError, RunError
 
 GRID = ["hidden=8,16", "train.inner_lr=0.05"]
@@ -131,24 +131,48 @@ def test_interrupted_sweep_resumes_skipping_finished_runs(full_sweep: Any, tmp_p
 
 
 def test_a_piece_interrupted_mid_training_resumes_from_its_checkpoint(
-    full_sweep: Any, tmp_path: Path
+    full_sweep: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "midway"
-    run_sweep(sweep_config(), "maml", 2, parse_grid(GRID), out)
-    # as if killed after the first checkpoint of one piece: result gone, run.json at iteration 2
-    piece = out / "runs" / "combo01" / "seed0"
-    (out / "results" / "combo01-seed0.json").unlink()
-    state = json.loads((piece / "run.json").read_text())
-    state["iterations"] = {"maml": 2}
-    (piece / "run.json").write_text(json.dumps(state))
-    (piece / "checkpoints" / "pooled.pt").unlink()
-    full_run = full_sweep.out / "runs" / "combo01" / "seed0"
-    import shutil
+    from market_metarl.meta import trainer
 
-    shutil.copy(full_run / "checkpoints" / "maml.pt", piece / "checkpoints" / "maml.pt")
+    real_save = trainer._save_checkpoint
+
+    def stop_after_first_checkpoint(path: Path, *args: Any) -> None:
+        real_save(path, *args)
+        if "combo01" in str(path) and "seed0" in str(path):
+            raise KeyboardInterrupt  # iteration 2 of 4 is on disk, the run is unfinished
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", stop_after_first_checkpoint)
+    out = tmp_path / "midway"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep_config(), "maml", 2, parse_grid(GRID), out)
+    monkeypatch.undo()
+    piece = out / "runs" / "combo01" / "seed0"
+    assert json.loads((piece / "run.json").read_text())["iterations"] == {}  # not yet recorded
+    assert load_checkpoint(piece / "checkpoints" / "maml.pt")["iteration"] == 2
     resumed = run_sweep(sweep_config(), "maml", 2, parse_grid(GRID), out)
-    assert (resumed.ran, resumed.skipped) == (1, 3)
+    assert (resumed.ran, resumed.skipped) == (2, 2)
     assert without_timing(resumed.results) == without_timing(full_sweep.results)
+    for run in sorted((full_sweep.out / "runs").glob("combo*/seed*")):
+        mine = out / "runs" / run.parent.name / run.name
+        assert (mine / "metrics.csv").read_text() == (run / "metrics.csv").read_text()
+
+
+def test_a_second_sweep_into_a_running_one_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    out = tmp_path / "busy"
+    run_sweep(sweep_config(), "maml", 1, [], out)
+    with (out / "sweep.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running sweep holds it
+        with pytest.raises(RunError, match="another sweep is running in"):
+            run_sweep(sweep_config(), "maml", 1, [], out)
+
+
+def test_a_window_no_scoring_task_is_long_enough_for_is_refused_up_front(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--grid train.horizon=200: no test task has the 209"):
+        run_sweep(sweep_config(), "maml", 1, parse_grid(["horizon=30,200"]), tmp_path / "s")
+    assert not (tmp_path / "s").exists()
 
 
 def test_another_sweep_in_the_same_folder_is_refused(full_sweep: Any, tmp_path: Path) -> None:
