@@ -21,3 +21,15 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "cache"
     monkeypatch.setenv("MARKET_METARL_CACHE", str(path))
     return path
+
+
+RAY_NOTEBOOKS = frozenset({"06_sweeps_and_ray.ipynb"})
+"""Notebooks that start a local Ray: they share the Ray tests' xdist worker (``--dist
+loadgroup``), so no two local Rays compete for the 2 cores at once (``make test`` collects tests
+and notebooks together, so this hook sees the notebooks too)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in RAY_NOTEBOOKS:
+            item.add_marker(pytest.mark.xdist_group("ray"))
