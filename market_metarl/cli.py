@@ -180,7 +180,6 @@ def _check_backend(args: argparse.Namespace) -> None:
 def _backend(args: argparse.Namespace) -> Iterator[Backend]:
     from market_metarl.parallel import get_backend
 
-    _check_backend(args)
     backend = get_backend(args.backend, args.address, args.workers)
     try:
         yield backend

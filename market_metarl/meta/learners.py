@@ -49,7 +49,7 @@ class Windows:
 
 
 def _loss_fn(
-    estimator: str, gen: torch.Generator
+    estimator: str, gen: torch.Generator | None
 ) -> Callable[[MLPPolicy, Params, Episode], torch.Tensor]:
     """The training loss; the score-function estimator samples its actions from ``gen``."""
     if estimator == "pathwise":
@@ -97,26 +97,22 @@ def maml_task(problem: MAMLProblem, task: tuple[Episode, Episode, int | None]) -
     samples (None for the pathwise estimator, which samples nothing).
     """
     support, query, seed = task
-    gen = None if seed is None else torch.Generator().manual_seed(seed)
-
-    def loss(params: Params, ep: Episode) -> torch.Tensor:
-        if problem.estimator == "pathwise":
-            return mlp_loss(problem.policy, params, ep)
-        return pg_loss(problem.policy, params, ep, gen)
-
-    lr = {k: v.exp() for k, v in problem.log_lr.items()}
+    policy = problem.policy
+    loss = _loss_fn(
+        problem.estimator, None if seed is None else torch.Generator().manual_seed(seed)
+    )
     adapted = adapt(
-        params_of(problem.policy),
-        lambda p: loss(p, support),
+        params_of(policy),
+        lambda p: loss(policy, p, support),
         steps=problem.inner_steps,
-        lr=lr,
+        lr={k: v.exp() for k, v in problem.log_lr.items()},
         first_order=problem.first_order,
         max_grad_norm=10.0,
     )
-    task_loss = loss(adapted, query) / problem.batch
+    task_loss = loss(policy, adapted, query) / problem.batch
     grads = torch.autograd.grad(task_loss, problem.leaves(), allow_unused=True)
     with torch.no_grad():
-        pre = float(loss(params_of(problem.policy), query)) / problem.batch
+        pre = float(loss(policy, params_of(policy), query)) / problem.batch
     return TaskGrad(tuple(grads), float(task_loss.detach()), pre)
 
 
@@ -153,8 +149,7 @@ class MAMLLearner:
         self.policy, self.windows = policy, windows
         self.inner_steps, self.first_order, self.grad_clip = inner_steps, first_order, grad_clip
         self.estimator, self.backend = estimator, backend
-        self.gen = torch.Generator().manual_seed(seed)
-        self.loss = _loss_fn(estimator, self.gen)
+        self.gen = torch.Generator().manual_seed(seed)  # per-task seeds of the score function
         self.log_lr = {
             k: torch.full_like(v, math.log(inner_lr), requires_grad=learn_inner_lr)
             for k, v in params_of(policy).items()
@@ -164,17 +159,6 @@ class MAMLLearner:
 
     def lr(self) -> dict[str, torch.Tensor]:
         return {k: v.exp() for k, v in self.log_lr.items()}
-
-    def adapted(self, support: Episode, first_order: bool | None = None) -> Params:
-        """The policy's parameters after the inner loop on one task's support days."""
-        return adapt(
-            params_of(self.policy),
-            lambda p: self.loss(self.policy, p, support),
-            steps=self.inner_steps,
-            lr=self.lr(),
-            first_order=self.first_order if first_order is None else first_order,
-            max_grad_norm=10.0,
-        )
 
     def problem(self, batch: int) -> MAMLProblem:
         return MAMLProblem(

@@ -291,10 +291,10 @@ def run_sweep(
     combos = combinations(grid)
     splits = set()
     for settings in combos:  # every combination is checked before anything runs
+        where = " ".join(f"{k}={v}" for k, v in settings.items()) or "the base config"
         try:
             exp = Experiment.from_config(with_settings(config, settings))
         except MarketMetaRLError as exc:
-            where = " ".join(f"{k}={v}" for k, v in settings.items()) or "the base config"
             raise ConfigError(f"--grid {where}: {exc}") from None
         scored = scoring_split(exp, split)
         splits.add(scored)
@@ -302,7 +302,6 @@ def run_sweep(
             raise ConfigError(f"the config has no {scored} tasks to score on")
         window = exp.train.window_days
         if not len(build_pool(exp, exp.tasks.split(scored)).eligible(window)):
-            where = " ".join(f"{k}={v}" for k, v in settings.items()) or "the base config"
             raise ConfigError(
                 f"--grid {where}: no {scored} task has the {window} days adapt_days - 1 + horizon "
                 "needs; lower them or raise regimes.min_task_days"
