@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from market_metarl.data.tasks import TaskSet
+from market_metarl.envs.spec import EnvSpec
 from market_metarl.meta.agents import Agent, ConstantAgent
 from market_metarl.meta.experiment import Experiment
 from market_metarl.meta.learners import PooledLearner
@@ -23,7 +25,7 @@ from market_metarl.meta.trainer import (
     read_run_json,
     run_shapes,
 )
-from market_metarl.types import RunError
+from market_metarl.types import CostSpec, RunError, TaskSpec
 
 STRATEGIES: tuple[str, ...] = ("adapted", "pooled", "finetune", "scratch", "buy_and_hold")
 
@@ -56,7 +58,56 @@ class TrainedRun:
 
     @property
     def algo(self) -> str:
+        """The run's algorithm (a name in :mod:`market_metarl.meta.registry`)."""
         return str(self.state["algo"])
+
+    @property
+    def seed(self) -> int:
+        """The root seed the run was trained with."""
+        return int(self.state.get("seed", 0))
+
+    @property
+    def config_digest(self) -> str:
+        """Digest of the resolved config the run was trained with (``run.json``)."""
+        return str(self.state.get("config"))
+
+    @property
+    def env_spec(self) -> EnvSpec:
+        """The env settings (features, window, leverage...) the run's policies read and trade."""
+        return self.experiment.env
+
+    @property
+    def costs(self) -> CostSpec:
+        """The run's trading costs."""
+        return self.experiment.tasks.costs
+
+    @property
+    def tasks(self) -> TaskSet:
+        """The run's task set (data, regimes, splits)."""
+        return self.experiment.tasks
+
+    @property
+    def adapt_days(self) -> int:
+        """K, the support days the run's agents adapt on."""
+        return self.experiment.train.adapt_days
+
+    @property
+    def horizon(self) -> int:
+        """H, the query days the run's agents were trained to trade after adapting."""
+        return self.experiment.train.horizon
+
+    @property
+    def n_assets(self) -> int:
+        """Assets the run's policies trade at once."""
+        return self.shapes.n_assets
+
+    def test_tasks(self) -> list[TaskSpec]:
+        """The run's held-out test tasks."""
+        return list(self.experiment.tasks.split("test"))
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A free-form table of the run's config (``paper``...), empty when absent."""
+        return dict(self.experiment.config.get(name) or {})
 
     def learner(self, name: str) -> Any:
         """The run's trained learner ``name`` (its checkpoint read on first use)."""

@@ -1,0 +1,116 @@
+"""The two contracts other layers rely on: :class:`Learner` (what the trainer drives) and
+:class:`Agent` (what the benchmark, the backtest, paper trading and the diagnostics may ask).
+
+They are Protocols: an algorithm satisfies them by shape, and nothing outside an algorithm's own
+module reads its internals (no ``getattr`` on agents or learners anywhere else).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from market_metarl.meta.episodes import Episode
+    from market_metarl.meta.experiment import Experiment
+    from market_metarl.parallel import Backend
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """What every adaptive or baseline trader implements.
+
+    - ``init()`` forgets any adaptation (back to the meta-learned prior, fresh recurrent state);
+    - ``adapt(support)`` takes the support days (an Episode of one task) and adapts;
+    - ``act(obs, reward)`` maps the observation after a close (and the log return of the day just
+      marked) to target weights for the next open;
+    - ``task_state()`` is the agent's adapted state as named arrays (adapted parameters, a
+      recurrent state, a posterior): what paper trading hashes into its ledger and what the
+      task-inference probes read. An agent with no adaptable state returns an empty dict.
+    """
+
+    name: str
+
+    def init(self) -> None:
+        """Forget any adaptation."""
+
+    def adapt(self, support: Episode) -> None:
+        """Adapt on the support days of one task."""
+
+    def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
+        """Target weights for the next open."""
+        ...
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """The adapted state, as named float arrays (empty when there is none)."""
+        ...
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """What the trainer drives: one update per sampled batch, a checkpointable state, an agent.
+
+    The state is split in two: :meth:`agent_state` (what an agent needs: network parameters,
+    normalisers, learned step sizes) and :meth:`training_state` (optimisers, private RNGs), so a
+    backtest rebuilds agents without optimisers.
+    """
+
+    name: str
+    batch: int
+    """Task windows sampled per :meth:`step`."""
+    iterations: int
+    """Updates a full training run makes."""
+
+    def step(self, episode: Episode) -> dict[str, float]:
+        """One update on a batch of task windows; named scalar metrics."""
+        ...
+
+    def agent_state(self) -> dict[str, Any]:
+        """Tensors an agent is rebuilt from."""
+        ...
+
+    def training_state(self) -> dict[str, Any]:
+        """Optimiser and RNG state needed to resume training exactly."""
+        ...
+
+    def load_agent_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`agent_state` returned."""
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`training_state` returned."""
+
+    def agent(self) -> Agent:
+        """The trained agent (its adaptation included)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What an algorithm's ``build`` gets to make a fresh learner.
+
+    Attributes:
+        experiment: The resolved experiment (env settings, costs, ``[train]`` and its tables).
+        obs_dim: Observation size per decision.
+        n_assets: Assets traded at once.
+        position: Where the held weights sit in the observation (``start, stop``).
+        seed: Seed of the network initialisation and the learner's private RNGs.
+        observations: The training tasks' observations to fit input normalisers on; None when a
+            checkpoint will be loaded.
+        backend: Runs per-task pieces of a meta-batch (MAML); others vectorise over the batch.
+    """
+
+    experiment: Experiment
+    obs_dim: int
+    n_assets: int
+    position: tuple[int, int]
+    seed: int
+    observations: torch.Tensor | None = None
+    backend: Backend | None = None
+
+    @property
+    def position_slice(self) -> slice:
+        """The held weights' slice of an observation."""
+        return slice(*self.position)
