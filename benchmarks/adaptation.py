@@ -86,7 +86,7 @@ def train_run(exp: Experiment, algo: str, seed: int, workdir: Path) -> tuple[Tra
 
 
 def adapt_time_ms(agent: object, episode: object, k_days: int, repeats: int = 20) -> float:
-    from market_metarl.meta.agents import Agent
+    from market_metarl.meta.contracts import Agent
     from market_metarl.meta.episodes import Episode
 
     assert isinstance(episode, Episode)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from market_metarl.data.sources import load_bars
 from market_metarl.data.tasks import symbol_name
-from market_metarl.meta.agents import Agent
+from market_metarl.meta.contracts import Agent
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.protocol import MarketView, act_days, adapt_at, market_view, rolling_targets
 from market_metarl.meta.run import TrainedRun

@@ -50,7 +50,7 @@ from market_metarl.backtest.stats import (
     prob_beats,
 )
 from market_metarl.envs.costs import CostModel
-from market_metarl.meta.agents import Agent
+from market_metarl.meta.contracts import Agent
 from market_metarl.meta.run import STRATEGIES, TrainedRun
 from market_metarl.parallel import LOCAL, Backend
 from market_metarl.types import TRADING_DAYS_PER_YEAR, ConfigError, RunError

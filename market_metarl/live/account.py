@@ -18,7 +18,7 @@ from market_metarl.envs.costs import CostModel
 from market_metarl.live.feeds import Feed, open_feed
 from market_metarl.live.ledger import Account, Ledger
 from market_metarl.live.settings import PaperConfig, paper_config
-from market_metarl.meta.agents import Agent
+from market_metarl.meta.contracts import Agent
 from market_metarl.meta.run import TrainedRun
 from market_metarl.types import DataError, RunError
 

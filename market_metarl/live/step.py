@@ -35,7 +35,7 @@ from market_metarl.live.broker import OrderRequest, PaperBroker, fill_book
 from market_metarl.live.feeds import require_sessions, utc_now
 from market_metarl.live.guardrails import GuardDecision, decide
 from market_metarl.live.ledger import SHADOW_BOOKS, EquityRow, Ledger
-from market_metarl.meta.agents import Agent
+from market_metarl.meta.contracts import Agent
 from market_metarl.meta.protocol import (
     MarketView,
     act_days,

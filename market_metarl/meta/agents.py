@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,18 +23,6 @@ from market_metarl.meta.adapt import Params, adapt, call, detached_copy, params_
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.policies import GRUPolicy, MLPPolicy
 from market_metarl.meta.rollout import gru_rollout, mlp_loss
-
-
-class Agent(Protocol):
-    """What every adaptive or baseline trader implements."""
-
-    name: str
-
-    def init(self) -> None: ...
-
-    def adapt(self, support: Episode) -> None: ...
-
-    def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray: ...
 
 
 def _as_batch(obs: np.ndarray) -> torch.Tensor:
@@ -87,6 +74,10 @@ class GradientAgent:
         # The weight the pathwise objective trained (expected weight for a categorical head).
         w = call(self.policy, self.params, _as_batch(obs))
         return w.reshape(-1).double().numpy()
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """The adapted parameters, by name in sorted order."""
+        return {k: v.detach().numpy() for k, v in sorted(self.params.items())}
 
 
 class ScratchAgent(GradientAgent):
@@ -140,6 +131,11 @@ class RL2Agent:
         self.prev_w = w.float()
         return w.reshape(-1).double().numpy()
 
+    def task_state(self) -> dict[str, np.ndarray]:
+        """The recurrent state: hidden state, last weight and last return (all the next act reads)."""
+        state = (("h", self.h), ("prev_w", self.prev_w), ("prev_r", self.prev_r))
+        return {k: v.detach().numpy() for k, v in state}
+
 
 class ConstantAgent:
     """Holds fixed weights: buy-and-hold (weight 1) or flat."""
@@ -155,6 +151,10 @@ class ConstantAgent:
 
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
         return self.weights.copy()
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """Nothing adapts."""
+        return {}
 
 
 class ReturnRuleAgent:
@@ -196,3 +196,7 @@ class ReturnRuleAgent:
             assert self.phi is not None
             return np.array([np.sign(self.mu + self.phi * (r - self.mu))])
         return np.array([np.sign(self.rho * r)])
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """The estimated sign of the autocorrelation (the oracle's is fixed: empty)."""
+        return {} if self.name == "oracle" else {"rho": np.array([self.rho])}

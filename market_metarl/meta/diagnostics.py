@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from market_metarl.meta.agents import Agent, GradientAgent, RL2Agent
+from market_metarl.meta.contracts import Agent
 from market_metarl.meta.episodes import Episode
 from market_metarl.types import TaskSpec
 
@@ -37,13 +37,9 @@ def task_state(agent: Agent) -> np.ndarray:
     Raises:
         TypeError: The agent keeps no task state (e.g. buy-and-hold, the rule agents).
     """
-    own = getattr(agent, "task_state", None)
-    if callable(own):
-        return np.asarray(own(), dtype=np.float64).reshape(-1)
-    if isinstance(agent, RL2Agent):
-        return agent.h.detach().double().reshape(-1).numpy()
-    if isinstance(agent, GradientAgent):
-        return torch.cat([v.detach().reshape(-1) for v in agent.params.values()]).double().numpy()
+    state = agent.task_state()
+    if state:
+        return np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for v in state.values()])
     raise TypeError(
         f"agent {getattr(agent, 'name', agent)!r} keeps no task state; the diagnostics read "
         "RL^2, PEARL, model-based and gradient (MAML, fine-tune) agents"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from market_metarl.meta.agents import Agent
+from market_metarl.meta.contracts import Agent
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.protocol import act_days
 from market_metarl.types import TRADING_DAYS_PER_YEAR

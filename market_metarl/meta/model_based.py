@@ -403,9 +403,9 @@ class ModelBasedAgent:
             self.borrow_daily,
         )
 
-    def task_state(self) -> np.ndarray:
-        """The adapted parameters, flattened (what the task-inference probe reads)."""
-        return torch.cat([v.reshape(-1) for v in self.params.values()]).double().numpy()
+    def task_state(self) -> dict[str, np.ndarray]:
+        """The return model's adapted parameters (what the task-inference probe reads)."""
+        return {k: v.detach().numpy() for k, v in self.params.items()}
 
 
 def build_model_based(

@@ -313,9 +313,9 @@ class PearlAgent:
         w = self.policy(policy_inputs(x.reshape(1, -1), mean.reshape(1, -1), film))
         return w.reshape(-1).double().numpy()
 
-    def task_state(self) -> np.ndarray:
-        """The posterior mean of the latent (what the task-inference probe reads)."""
-        return self.posterior()[0].double().numpy()
+    def task_state(self) -> dict[str, np.ndarray]:
+        """The posterior mean of the latent (what the probe reads and paper trading hashes)."""
+        return {"posterior_mean": self.posterior()[0].double().numpy()}
 
 
 def policy_width(obs_dim: int, latent: int, film: bool) -> int:

@@ -26,7 +26,7 @@ import torch
 from market_metarl.envs.accounting import drift, log_returns
 from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.observation import ObservationBuilder
-from market_metarl.meta.agents import Agent
+from market_metarl.meta.contracts import Agent
 from market_metarl.meta.episodes import Episode, cost_terms, market_arrays, position_slice
 from market_metarl.meta.experiment import Experiment
 from market_metarl.types import CostSpec, DataError

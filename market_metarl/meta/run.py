@@ -14,7 +14,8 @@ from typing import Any
 
 from market_metarl.data.tasks import TaskSet
 from market_metarl.envs.spec import EnvSpec
-from market_metarl.meta.agents import Agent, ConstantAgent
+from market_metarl.meta.agents import ConstantAgent
+from market_metarl.meta.contracts import Agent
 from market_metarl.meta.experiment import Experiment
 from market_metarl.meta.learners import PooledLearner
 from market_metarl.meta.trainer import (

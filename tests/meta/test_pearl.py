@@ -83,17 +83,17 @@ def test_acting_online_equals_a_longer_support(pearl_run: tuple[Experiment, Path
         obs = ep.obs[0, t].numpy().copy()
         obs[ep.position_slice] = -0.2  # the encoder does not read the held weight
         agent.act(obs)
-    online = agent.task_state()
+    online = agent.task_state()["posterior_mean"]
     agent.init()
     agent.adapt(ep.window(0, 6))
-    assert np.allclose(online, agent.task_state(), atol=1e-5)
+    assert np.allclose(online, agent.task_state()["posterior_mean"], atol=1e-5)
     agent.online = False
     agent.init()
     agent.adapt(ep.window(0, 5))
-    before = agent.task_state()
+    before = agent.task_state()["posterior_mean"]
     agent.act(ep.obs[0, 5].numpy())
     agent.act(ep.obs[0, 6].numpy())
-    assert np.array_equal(before, agent.task_state())
+    assert np.array_equal(before, agent.task_state()["posterior_mean"])
 
 
 def test_same_seed_same_pearl_and_the_cli_trains_it(tmp_path: Path) -> None:
