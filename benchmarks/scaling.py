@@ -1,6 +1,6 @@
 """Scaling benchmark: one sweep on the local backend and on Ray with 2 workers, in one run.
 
-The sweep (``envs/synthetic.toml``, MAML, ``--settings`` values of ``train.inner_lr`` x ``--seeds``
+The sweep (``envs/synthetic.toml``, MAML, ``--settings`` values of ``train.maml.inner_lr`` x ``--seeds``
 seeds) runs first on the ``local`` backend (every piece in this process, torch free to use every
 core) and then on a local Ray with ``--workers`` CPUs (one piece per worker). Both write a table;
 the benchmark checks that the two tables and every piece's parameter digest are identical, and
@@ -49,7 +49,7 @@ def strip(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def timed_sweep(
     cfg: dict[str, Any], args: argparse.Namespace, out: Path, backend: Any
 ) -> tuple[Any, float]:
-    grid = parse_grid([f"train.inner_lr={','.join(INNER_LRS[: args.settings])}"])
+    grid = parse_grid([f"train.maml.inner_lr={','.join(INNER_LRS[: args.settings])}"])
     t0 = time.perf_counter()
     result = run_sweep(cfg, "maml", args.seeds, grid, out, backend=backend)
     return result, time.perf_counter() - t0
@@ -62,7 +62,8 @@ def meta_batch_seconds(exp: Experiment, iterations: int, backend: Any) -> float:
     learner = build_learner("maml", exp, shapes, 0, pool.all_observations(), backend)
     rng = np.random.default_rng(0)
     batches = [
-        pool.sample(exp.train.meta_batch, exp.train.window_days, rng) for _ in range(iterations + 2)
+        pool.sample(exp.train.of("maml").batch, exp.train.window_days, rng)
+        for _ in range(iterations + 2)
     ]
     learner.step(batches[0])  # warm-up: workers import torch, first allocations
     learner.step(batches[1])
@@ -82,7 +83,8 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = read_toml(ROOT / "envs" / "synthetic.toml")
-    cfg["train"].update(iterations=args.iterations, pooled_iterations=args.iterations)
+    cfg["train"]["iterations"] = args.iterations
+    cfg["train"].setdefault("pooled", {})["iterations"] = args.iterations
     pieces = args.seeds * args.settings
     print(
         f"machine: {os.cpu_count()} cores; sweep of {pieces} runs "
@@ -124,7 +126,7 @@ def main() -> None:
         f"training seconds of one run (mean): local {run_local:.1f}, on a Ray worker {run_ray:.1f}"
     )
     print(
-        f"one MAML meta-batch of {exp.train.meta_batch} tasks: local {mb_local * 1e3:.0f} ms, "
+        f"one MAML meta-batch of {exp.train.of('maml').batch} tasks: local {mb_local * 1e3:.0f} ms, "
         f"tasks spread over Ray workers {mb_ray * 1e3:.0f} ms ({mb_local / mb_ray:.2f}x)"
     )
     print(

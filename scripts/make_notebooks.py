@@ -267,7 +267,9 @@ cfg = tomllib.loads((ROOT / "envs" / "synthetic.toml").read_text())
 if SMALL:  # one short series and tiny budgets, so the test suite runs this in seconds
     cfg["data"]["symbols"] = ["synthetic:ar-regimes?seed=1&tasks=120&days=71"]
     cfg["splits"] = {"train": ["2000-01-01", "2025-12-31"], "test": ["2026-03-01", "2034-12-31"], "embargo_days": 20}
-    cfg["train"].update(iterations=40, rl2_iterations=60, pooled_iterations=40)
+    cfg["train"]["iterations"] = 40
+    cfg["train"].setdefault("rl2", {})["iterations"] = 60
+    cfg["train"].setdefault("pooled", {})["iterations"] = 40
 exp = Experiment.from_config(cfg)
 k, h = exp.train.adapt_days, exp.train.horizon
 print(len(exp.tasks.split("train")), "training regimes,", len(exp.tasks.split("test")), "held-out regimes; K =", k, "H =", h)""",
@@ -344,7 +346,8 @@ The same trainer on the bundled data: regimes up to 2012 for training, from 2014
 if SMALL:
     cfg_real["data"]["symbols"] = ["SPY", "IWM"]
     cfg_real["data"]["heldout_symbols"] = ["GOOG"]
-    cfg_real["train"].update(iterations=5, pooled_iterations=10)
+    cfg_real["train"]["iterations"] = 5
+    cfg_real["train"].setdefault("pooled", {})["iterations"] = 10
 real = Experiment.from_config(cfg_real)
 train(real, "maml", runs / "real", seed=0)
 run = TrainedRun.open(runs / "real")
@@ -380,7 +383,8 @@ cfg = tomllib.loads((ROOT / "envs" / "default.toml").read_text())
 if SMALL:
     cfg["data"]["symbols"] = ["SPY", "IWM"]
     cfg["data"]["heldout_symbols"] = []
-    cfg["train"].update(iterations=5, pooled_iterations=10)
+    cfg["train"]["iterations"] = 5
+    cfg["train"].setdefault("pooled", {})["iterations"] = 10
 run_dir = OUT / "bt_run"
 shutil.rmtree(run_dir, ignore_errors=True)
 train(Experiment.from_config(cfg), "maml", run_dir, seed=0)""",
@@ -439,7 +443,8 @@ cfg = tomllib.loads((ROOT / "envs" / "default.toml").read_text())
 if SMALL:
     cfg["data"]["symbols"] = ["SPY", "IWM"]
     cfg["data"]["heldout_symbols"] = []
-    cfg["train"].update(iterations=5, pooled_iterations=10)
+    cfg["train"]["iterations"] = 5
+    cfg["train"].setdefault("pooled", {})["iterations"] = 10
 run_dir, db = OUT / "paper_run", OUT / "paper.db"
 shutil.rmtree(run_dir, ignore_errors=True)
 db.unlink(missing_ok=True)
@@ -507,14 +512,15 @@ seeds = 3
 if SMALL:  # one short series and tiny budgets, so the test suite runs this in seconds
     cfg["data"]["symbols"] = ["synthetic:ar-regimes?seed=1&tasks=120&days=71"]
     cfg["splits"] = {"train": ["2000-01-01", "2025-12-31"], "test": ["2026-03-01", "2034-12-31"], "embargo_days": 20}
-    cfg["train"].update(iterations=10, pooled_iterations=10)
+    cfg["train"]["iterations"] = 10
+    cfg["train"].setdefault("pooled", {})["iterations"] = 10
     seeds = 2
-grid = parse_grid(["train.inner_lr=0.01,0.05,0.2"])
+grid = parse_grid(["train.maml.inner_lr=0.01,0.05,0.2"])
 out = OUT / "sweep"
 shutil.rmtree(out, ignore_errors=True)
 local = run_sweep(cfg, "maml", seeds, grid, out / "local", backend=LOCAL)
 print(f"{local.ran} runs, scored on the {local.split} tasks")
-print("\\n".join(table_lines(local.rows, ["train.inner_lr"])))""",
+print("\\n".join(table_lines(local.rows, ["train.maml.inner_lr"])))""",
         ),
         (
             "md",
@@ -525,12 +531,12 @@ the best of several settings on them is optimistic, and the command line says so
         ),
         (
             "code",
-            """rows = sorted(local.rows, key=lambda r: r.settings["train.inner_lr"])
-lrs = [str(r.settings["train.inner_lr"]) for r in rows]
+            """rows = sorted(local.rows, key=lambda r: r.settings["train.maml.inner_lr"])
+lrs = [str(r.settings["train.maml.inner_lr"]) for r in rows]
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.errorbar(lrs, [r.score for r in rows], yerr=[[r.score - r.ci_low for r in rows], [r.ci_high - r.score for r in rows]], fmt="o", capsize=4, label="after adapting")
 ax.plot(lrs, [r.zero_shot for r in rows], "x", label="zero-shot")
-ax.set_xlabel("initial inner step size (train.inner_lr)")
+ax.set_xlabel("initial inner step size (train.maml.inner_lr)")
 ax.set_ylabel("mean query Sharpe")
 ax.set_title(f"MAML sweep, {seeds} seeds, 95% CI over tasks")
 ax.legend()
@@ -545,7 +551,7 @@ plt.show()""",
 `RayBackend(workers=2)` starts a local Ray with 2 CPUs (`address="HEAD:6379"` joins a cluster
 started with `ray start --head`). Every run carries its own seed and results are combined in a
 fixed order, so the table is identical to the local one. On the command line:
-`market-metarl sweep --config envs/synthetic.toml --algo maml --seeds 3 --grid train.inner_lr=0.01,0.05,0.2 --backend ray --out sweeps/lr`.""",
+`market-metarl sweep --config envs/synthetic.toml --algo maml --seeds 3 --grid train.maml.inner_lr=0.01,0.05,0.2 --backend ray --out sweeps/lr`.""",
         ),
         (
             "code",

@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "meta"))
 from meta_helpers import small_config
 
 from market_metarl.meta.experiment import Experiment
+from market_metarl.meta.rundir import load_checkpoint
 from market_metarl.meta.sweep import parse_grid, run_sweep
-from market_metarl.meta.trainer import load_checkpoint, train
+from market_metarl.meta.trainer import train
 from market_metarl.parallel import LOCAL, RayBackend
 from market_metarl.types import ConfigError, RunError
 
@@ -40,7 +41,9 @@ def ray_backend() -> Iterator[RayBackend]:
 @pytest.fixture(scope="module")
 def syn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny MAML run on synthetic regimes, with trading costs."""
-    cfg = small_config(iterations=3, pooled_iterations=3, adapt_days=5, horizon=30, scratch_steps=3)
+    cfg = small_config(
+        iterations=3, adapt_days=5, horizon=30, pooled={"iterations": 3, "scratch_steps": 3}
+    )
     cfg["costs"] = {"fee_bps": 1.0, "slippage_bps": 2.0, "borrow_bps_annual": 50.0}
     out = tmp_path_factory.mktemp("ray-run") / "run"
     return train(Experiment.from_config(cfg), "maml", out, seed=0)
@@ -58,8 +61,8 @@ def tensors(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
 
 
 def same_run(a: Path, b: Path, learner: str) -> None:
-    sa = tensors(load_checkpoint(a / "checkpoints" / f"{learner}.pt")["state"])
-    sb = tensors(load_checkpoint(b / "checkpoints" / f"{learner}.pt")["state"])
+    sa = tensors(load_checkpoint(a / "checkpoints" / f"{learner}.pt")["agent"])
+    sb = tensors(load_checkpoint(b / "checkpoints" / f"{learner}.pt")["agent"])
     assert sa.keys() == sb.keys() and len(sa) > 4
     for key in sa:
         assert torch.equal(sa[key], sb[key]), key
@@ -84,7 +87,7 @@ def test_meta_training_is_identical_to_the_local_backend(
     ray_backend: RayBackend, tmp_path: Path, estimator: str
 ) -> None:
     exp = Experiment.from_config(
-        small_config(iterations=4, meta_batch=5, inner_steps=2, estimator=estimator)
+        small_config(iterations=4, estimator=estimator, maml={"batch": 5, "inner_steps": 2})
     )
     train(exp, "maml", tmp_path / "local", seed=3, backend=LOCAL)
     train(exp, "maml", tmp_path / "ray", seed=3, backend=ray_backend)
@@ -121,7 +124,9 @@ def test_backtest_is_identical_to_the_local_backend(ray_backend: RayBackend, syn
 def test_sweep_matches_local_and_resumes_after_an_interruption(
     ray_backend: RayBackend, tmp_path: Path
 ) -> None:
-    cfg = small_config(iterations=4, pooled_iterations=2, meta_batch=4, checkpoint_every=2)
+    cfg = small_config(
+        iterations=4, checkpoint_every=2, pooled={"iterations": 2}, maml={"batch": 4}
+    )
     grid = parse_grid(["hidden=8,16"])
     local = run_sweep(cfg, "maml", 2, grid, tmp_path / "local")
 

@@ -1,8 +1,9 @@
 """Task-inference diagnostics: does an agent's adaptation identify the regime?
 
 After an agent adapts on the first ``k`` days of a task, its *task state* is what the adaptation
-produced: RL^2's GRU hidden state, PEARL's posterior mean, the model-based agent's (or any gradient
-agent's) adapted parameters, flattened. Two measures read it:
+produced, as the agent reports it through :meth:`~market_metarl.meta.contracts.Agent.task_state`:
+RL^2's recurrent state (GRU hidden state, last weight, last return), PEARL's posterior mean, the
+model-based agent's (or any gradient agent's) adapted parameters, flattened. Two measures read it:
 
 - **Linear probe** (synthetic family): a logistic regression fitted on the task states of train
   tasks and scored on held-out tasks, predicting a known regime property (the sign of the

@@ -70,6 +70,41 @@ class Episode:
         return replace(self, obs=self.obs[idx], opens=self.opens[idx], closes=self.closes[idx])
 
 
+@dataclass(frozen=True)
+class Windows:
+    """How a task window is split: ``adapt_days`` support days, then ``horizon`` query days."""
+
+    adapt_days: int
+    horizon: int
+
+    @property
+    def days(self) -> int:
+        """Decision days of a whole window (the last support day's decision is the first query's)."""
+        return self.adapt_days - 1 + self.horizon
+
+    def support(self, ep: Episode) -> Episode:
+        """The support days of a window (decisions ``0..K-2``, their returns through day K-1)."""
+        return ep.window(0, self.adapt_days - 1)
+
+    def query(self, ep: Episode) -> Episode:
+        """The query days of a window."""
+        return ep.window(self.adapt_days - 1, self.days)
+
+
+def next_day_returns(ep: Episode) -> torch.Tensor:
+    """Close-to-close log return of the day after each decision day, ``(B, D, N)`` float32.
+
+    The decision after the close of day ``t`` reads ``obs[:, t]``; this is what the market does
+    next (the ``log_ret`` feature of day ``t+1``).
+    """
+    return torch.log(ep.closes[:, 1:] / ep.closes[:, :-1]).float()
+
+
+def return_indices(env: EnvSpec, n_assets: int) -> list[int]:
+    """Observation index of each asset's ``log_ret`` on the decision day (always observed)."""
+    return [feature_index(env, n_assets, "log_ret", asset=i) for i in range(n_assets)]
+
+
 def cost_terms(costs: CostSpec) -> tuple[float, float]:
     """``(cost_rate, borrow_daily)`` of a CostSpec, as the pathwise objective uses them.
 

@@ -234,3 +234,17 @@ class GRUPolicy(nn.Module):
         )
         h = self.cell(x, h)
         return _squash(self.out(h), self.spec), h
+
+
+def seeded_mlp(obs_dim: int, n_assets: int, spec: PolicySpec, seed: int) -> MLPPolicy:
+    """A fresh :class:`MLPPolicy` initialised from ``seed`` (the global RNG left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLPPolicy(obs_dim, n_assets, spec)
+
+
+def seeded_gru(obs_dim: int, n_assets: int, spec: PolicySpec, seed: int) -> GRUPolicy:
+    """A fresh :class:`GRUPolicy` initialised from ``seed`` (the global RNG left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return GRUPolicy(obs_dim, n_assets, spec)

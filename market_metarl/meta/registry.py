@@ -87,9 +87,7 @@ def check_name(name: str) -> str:
         ConfigError: Unknown name; the message lists the valid ones.
     """
     if name not in BUILTIN and name not in _EXTRA:
-        raise ConfigError(
-            f"unknown algorithm {name!r}; valid: {', '.join(algorithm_names())}"
-        )
+        raise ConfigError(f"unknown algorithm {name!r}; valid: {', '.join(algorithm_names())}")
     return name
 
 

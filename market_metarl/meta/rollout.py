@@ -9,12 +9,12 @@ variance than a score-function (REINFORCE) estimate; :func:`pg_loss` is that alt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
 from market_metarl.envs.accounting import drift, log_returns
-from market_metarl.meta.adapt import call
+from market_metarl.meta.adapt import Params, call
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.policies import GRUPolicy, MLPPolicy
 
@@ -165,3 +165,13 @@ def _sample(dist: torch.distributions.Distribution, generator: torch.Generator) 
     assert isinstance(dist, torch.distributions.Normal)
     noise = torch.randn(dist.loc.shape, generator=generator)
     return dist.loc + dist.scale * noise
+
+
+def loss_fn(
+    estimator: str, gen: torch.Generator | None
+) -> Callable[[MLPPolicy, Params, Episode], torch.Tensor]:
+    """The MLP learners' training loss: the pathwise PnL loss, or the score-function loss that
+    samples its actions from ``gen``."""
+    if estimator == "pathwise":
+        return mlp_loss
+    return lambda policy, params, ep: pg_loss(policy, params, ep, gen)

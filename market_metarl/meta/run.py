@@ -15,17 +15,19 @@ from typing import Any
 from market_metarl.data.tasks import TaskSet
 from market_metarl.envs.spec import EnvSpec
 from market_metarl.meta.agents import ConstantAgent
-from market_metarl.meta.contracts import Agent
+from market_metarl.meta.algos.pooled import PooledConfig, PooledLearner
+from market_metarl.meta.contracts import Agent, Learner
 from market_metarl.meta.experiment import Experiment
-from market_metarl.meta.learners import PooledLearner
-from market_metarl.meta.trainer import (
+from market_metarl.meta.rundir import (
     Shapes,
+    checkpoint_path,
     experiment_of_run,
+    load_agent_part,
     load_checkpoint,
-    load_learner,
     read_run_json,
     run_shapes,
 )
+from market_metarl.meta.trainer import build_learner
 from market_metarl.types import CostSpec, RunError, TaskSpec
 
 STRATEGIES: tuple[str, ...] = ("adapted", "pooled", "finetune", "scratch", "buy_and_hold")
@@ -110,15 +112,19 @@ class TrainedRun:
         """A free-form table of the run's config (``paper``...), empty when absent."""
         return dict(self.experiment.config.get(name) or {})
 
-    def learner(self, name: str) -> Any:
-        """The run's trained learner ``name`` (its checkpoint read on first use)."""
+    def learner(self, name: str) -> Learner:
+        """The run's trained learner ``name`` (its checkpoint read on first use).
+
+        Only the checkpoint's agent part is loaded: the learner's optimiser stays fresh.
+        """
         if name not in self.payloads:
-            self.payloads[name] = load_checkpoint(self.path / "checkpoints" / f"{name}.pt")
-        return load_learner(self.path, name, self.experiment, self.payloads[name], self.shapes)
+            self.payloads[name] = load_checkpoint(checkpoint_path(self.path, name), name)
+        learner = build_learner(name, self.experiment, self.shapes, 0)
+        load_agent_part(learner, self.payloads[name], checkpoint_path(self.path, name))
+        return learner
 
     def agent(self, strategy: str, seed: int = 0) -> Agent:
         """The agent behind a strategy name (see :data:`STRATEGIES`)."""
-        train = self.experiment.train
         if strategy == "buy_and_hold":
             return ConstantAgent(1.0, "buy_and_hold")
         if strategy == "adapted":
@@ -128,10 +134,11 @@ class TrainedRun:
             return agent
         pooled = self.learner("pooled")
         assert isinstance(pooled, PooledLearner)
+        cfg: PooledConfig = self.experiment.train.of("pooled")
         if strategy == "pooled":
             return pooled.agent()
         if strategy == "finetune":
-            return pooled.finetune_agent(train.finetune_steps, train.finetune_lr)
+            return pooled.finetune_agent(cfg.finetune_steps, cfg.finetune_lr)
         if strategy == "scratch":
-            return pooled.scratch_agent(train.scratch_steps, train.scratch_lr, seed)
+            return pooled.scratch_agent(cfg.scratch_steps, cfg.scratch_lr, seed)
         raise RunError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")

@@ -31,7 +31,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
@@ -43,8 +42,10 @@ from typing import Any, Literal
 import numpy as np
 
 from market_metarl.config import check_sections
+from market_metarl.fileio import atomic_write_json, atomic_write_text
 from market_metarl.meta.evaluation import bootstrap_mean, evaluate_adaptation
-from market_metarl.meta.experiment import ALGOS, Experiment, build_pool
+from market_metarl.meta.experiment import Experiment, build_pool
+from market_metarl.meta.registry import check_name
 from market_metarl.parallel import LOCAL, Backend
 from market_metarl.types import ConfigError, MarketMetaRLError, RunError
 
@@ -54,9 +55,10 @@ Grid = list[tuple[str, list[Any]]]
 
 
 def parse_grid(texts: Sequence[str]) -> Grid:
-    """``["train.hidden=16,32", "inner_lr=0.05,0.1"]`` -> ``[(key, values), ...]``.
+    """``["train.hidden=16,32", "train.maml.inner_lr=0.05,0.1"]`` -> ``[(key, values), ...]``.
 
-    A key without a section is a ``[train]`` key. Values are TOML scalars (``16``, ``0.05``,
+    A key without a section is a ``[train]`` key; an algorithm's setting is
+    ``train.<algo>.<name>``. Values are TOML scalars (``16``, ``0.05``,
     ``true``, ``"x"``); a bare word that is not one is taken as a string.
     """
     grid: Grid = []
@@ -67,8 +69,11 @@ def parse_grid(texts: Sequence[str]) -> Grid:
             raise ConfigError(f"--grid {text!r} must look like key=v1,v2, e.g. train.hidden=16,32")
         if "." not in key:
             key = f"train.{key}"
-        if key.count(".") != 1:
-            raise ConfigError(f"--grid {text!r}: the key must be section.name, e.g. train.hidden")
+        if key.count(".") != 1 and not (key.startswith("train.") and key.count(".") == 2):
+            raise ConfigError(
+                f"--grid {text!r}: the key must be section.name (train.hidden) or, for an "
+                "algorithm's setting, train.<algo>.name (train.maml.inner_lr)"
+            )
         if any(k == key for k, _ in grid):
             raise ConfigError(f"--grid names {key} twice; give all its values in one setting")
         values = [_scalar(v.strip()) for v in raw.split(",")]
@@ -94,13 +99,16 @@ def combinations(grid: Grid) -> list[dict[str, Any]]:
 
 
 def with_settings(cfg: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``cfg`` with ``{"section.key": value}`` settings applied."""
+    """A copy of ``cfg`` with ``{"section.key": value}`` (or ``train.algo.key``) settings applied."""
     out = copy.deepcopy(cfg)
     for key, value in settings.items():
-        section, name = key.split(".")
-        table = out.setdefault(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"--grid {key}: [{section}] is not a table in the config")
+        *path, name = key.split(".")
+        table = out
+        for depth, part in enumerate(path):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                where = ".".join(path[: depth + 1])
+                raise ConfigError(f"--grid {key}: [{where}] is not a table in the config")
         table[name] = value
     return out
 
@@ -178,9 +186,9 @@ def params_digest(run_dir: Path, learner: str) -> str:
     """SHA-256 (16 hex digits) of a trained learner's tensors, to compare runs bit for bit."""
     import torch
 
-    from market_metarl.meta.trainer import load_checkpoint
+    from market_metarl.meta.rundir import checkpoint_path, load_checkpoint
 
-    state = load_checkpoint(run_dir / "checkpoints" / f"{learner}.pt")["state"]
+    state = load_checkpoint(checkpoint_path(run_dir, learner), learner)["agent"]
     digest = hashlib.sha256()
 
     def walk(obj: Any, prefix: str) -> None:
@@ -189,8 +197,7 @@ def params_digest(run_dir: Path, learner: str) -> str:
             digest.update(obj.detach().contiguous().numpy().tobytes())
         elif isinstance(obj, dict):
             for key in sorted(obj, key=str):
-                if key not in ("opt", "gen"):
-                    walk(obj[key], f"{prefix}/{key}")
+                walk(obj[key], f"{prefix}/{key}")
 
     walk(state, "")
     return digest.hexdigest()[:16]
@@ -266,7 +273,7 @@ def run_sweep(
 
     Args:
         config: The base config (a parsed TOML file).
-        algo: Algorithm trained (one of :data:`~market_metarl.meta.experiment.ALGOS`).
+        algo: Algorithm trained (a name in :mod:`market_metarl.meta.registry`).
         seeds: Seeds per combination: ``seed, seed + 1, ...`` (each is the ``--seed`` of a
             plain ``market-metarl train``, which reproduces that cell on its own).
         grid: Settings to vary (:func:`parse_grid`); empty: the base config alone.
@@ -281,8 +288,7 @@ def run_sweep(
         ConfigError: Unknown algorithm, split or setting, or a combination the config rejects.
         RunError: ``out`` holds another sweep (or something that is not a sweep).
     """
-    if algo not in ALGOS:
-        raise ConfigError(f"unknown algorithm {algo!r}; valid: {', '.join(ALGOS)}")
+    check_name(algo)
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if split not in SPLITS:
@@ -409,9 +415,7 @@ def _read_result(out: Path, piece: Piece) -> dict[str, Any]:
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=1)
 
 
 FIGURES: tuple[str, ...] = ("score", "ci_low", "ci_high", "zero_shot", "gain")
@@ -440,6 +444,4 @@ def _write_table(path: Path, rows: Sequence[Row], keys: Sequence[str]) -> None:
     writer.writerow(["rank", "combo", *keys, "seeds", "tasks", *FIGURES])
     for rank, r in enumerate(rows, 1):
         writer.writerow([str(rank), str(r.combo), *_cells(r, keys, ".6g")])
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_text(path, buf.getvalue())

@@ -37,10 +37,12 @@ checkpoint_every = 3
 position_input = false
 adapt_days = 5
 horizon = 30
+[train.maml]
+batch = 4
+[train.pooled]
+batch = 8
 finetune_steps = 2
 scratch_steps = 3
-pooled_batch = 8
-meta_batch = 4
 """
 
 

@@ -37,18 +37,30 @@ max_drawdown = 1.0
 
 [train]
 iterations = 4
-rl2_iterations = 4
-pooled_iterations = 4
-meta_batch = 4
-rl2_batch = 8
-pooled_batch = 8
 checkpoint_every = 2
 position_input = false
+
+[train.maml]
+batch = 4
+
+[train.rl2]
+batch = 8
+
+[train.pooled]
+batch = 8
 """
 
 
 def small_config(**train: Any) -> dict[str, Any]:
-    """The small synthetic config, with ``[train]`` overrides."""
+    """The small synthetic config, with ``[train]`` overrides.
+
+    A dict value overrides keys of the algorithm table of that name (``maml={"batch": 5}``
+    updates ``[train.maml]``); any other value sets a ``[train]`` key.
+    """
     cfg = tomllib.loads(SMALL_SYNTHETIC)
-    cfg["train"].update(train)
+    for key, value in train.items():
+        if isinstance(value, dict):
+            cfg["train"].setdefault(key, {}).update(value)
+        else:
+            cfg["train"][key] = value
     return cfg

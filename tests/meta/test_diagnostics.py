@@ -58,7 +58,8 @@ def test_task_states_of_an_rl2_agent_and_a_stateless_one(small_exp: Experiment) 
     agent = RL2Agent(GRUPolicy(pool.obs_dim, 1, PolicySpec(hidden=6)))
     prior = task_states(agent, ep, 1)
     after = task_states(agent, ep, 10)
-    assert prior.shape == after.shape == (3, 6)
+    # the whole recurrent state: 6 hidden units, the last weight and the last return
+    assert prior.shape == after.shape == (3, 8)
     assert np.allclose(prior, 0.0) and not np.allclose(after, 0.0)
     with pytest.raises(TypeError, match="no task state"):
         task_states(ConstantAgent(1.0), ep, 5)

@@ -9,9 +9,10 @@ import pytest
 import torch
 from meta_helpers import small_config
 
+from market_metarl.meta.algos.model_based_agent import ModelBasedAgent, plan_weights
+from market_metarl.meta.episodes import next_day_returns
 from market_metarl.meta.evaluation import evaluate_adaptation
 from market_metarl.meta.experiment import Experiment
-from market_metarl.meta.model_based import ModelBasedAgent, next_day_returns, plan_weights
 from market_metarl.meta.run import TrainedRun
 from market_metarl.meta.trainer import train
 
@@ -67,7 +68,9 @@ def test_planner_matches_a_brute_force_search() -> None:
 @pytest.fixture(scope="module")
 def mb_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Experiment, Path]:
     exp = Experiment.from_config(
-        small_config(iterations=1, pooled_iterations=1, mb_iterations=150, mb_batch=8)
+        small_config(
+            iterations=1, pooled={"iterations": 1}, model_based={"iterations": 150, "batch": 8}
+        )
     )
     out = tmp_path_factory.mktemp("mb") / "run"
     threads = torch.get_num_threads()

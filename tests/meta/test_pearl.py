@@ -10,16 +10,16 @@ import torch
 from meta_helpers import SMALL_SYNTHETIC, small_config
 
 from market_metarl.cli import main
-from market_metarl.meta.evaluation import evaluate_adaptation
-from market_metarl.meta.experiment import Experiment
-from market_metarl.meta.model_based import next_day_returns
-from market_metarl.meta.pearl import (
+from market_metarl.meta.algos.pearl_agent import (
     ContextEncoder,
     PearlAgent,
     kl_to_prior,
     posterior,
     running_posterior,
 )
+from market_metarl.meta.episodes import next_day_returns
+from market_metarl.meta.evaluation import evaluate_adaptation
+from market_metarl.meta.experiment import Experiment
 from market_metarl.meta.run import TrainedRun
 from market_metarl.meta.trainer import train
 
@@ -47,7 +47,7 @@ def test_posterior_is_permutation_invariant(small_exp: Experiment) -> None:
 @pytest.fixture(scope="module")
 def pearl_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Experiment, Path]:
     exp = Experiment.from_config(
-        small_config(iterations=1, pooled_iterations=1, pearl_iterations=300, pearl_batch=16)
+        small_config(iterations=1, pooled={"iterations": 1}, pearl={"iterations": 300, "batch": 16})
     )
     out = tmp_path_factory.mktemp("pearl") / "run"
     threads = torch.get_num_threads()
@@ -98,17 +98,19 @@ def test_acting_online_equals_a_longer_support(pearl_run: tuple[Experiment, Path
 
 def test_same_seed_same_pearl_and_the_cli_trains_it(tmp_path: Path) -> None:
     exp = Experiment.from_config(
-        small_config(pooled_iterations=1, pearl_iterations=3, mb_iterations=3)
+        small_config(
+            pooled={"iterations": 1}, pearl={"iterations": 3}, model_based={"iterations": 3}
+        )
     )
     train(exp, "pearl", tmp_path / "a", seed=3)
     train(exp, "pearl", tmp_path / "b", seed=3)
-    a = torch.load(tmp_path / "a" / "checkpoints" / "pearl.pt", weights_only=True)["state"]
-    b = torch.load(tmp_path / "b" / "checkpoints" / "pearl.pt", weights_only=True)["state"]
+    a = torch.load(tmp_path / "a" / "checkpoints" / "pearl.pt", weights_only=True)["agent"]
+    b = torch.load(tmp_path / "b" / "checkpoints" / "pearl.pt", weights_only=True)["agent"]
     for part in ("encoder", "policy"):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
     cfg = tmp_path / "small.toml"
     cfg.write_text(
-        SMALL_SYNTHETIC.replace("[train]", "[train]\npearl_iterations = 2\nmb_iterations = 2")
+        SMALL_SYNTHETIC + "\n[train.pearl]\niterations = 2\n[train.model_based]\niterations = 2\n"
     )
     for algo in ("pearl", "model_based"):
         out = tmp_path / algo

@@ -13,20 +13,21 @@ import torch
 from meta_helpers import small_config
 
 from market_metarl.meta.agents import RL2Agent
+from market_metarl.meta.algos.rl2 import RL2Learner
+from market_metarl.meta.algos.rl2_ppo import GRUActorCritic, RL2PPOLearner, clipped_surrogate, gae
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.evaluation import evaluate_adaptation
 from market_metarl.meta.experiment import Experiment
-from market_metarl.meta.learners import RL2Learner
 from market_metarl.meta.policies import GRUPolicy, PolicySpec
-from market_metarl.meta.ppo import GRUActorCritic, RL2PPOLearner, clipped_surrogate, gae
 from market_metarl.meta.rollout import PNL_SCALE, episode_log_returns
 from market_metarl.meta.run import TrainedRun
-from market_metarl.meta.trainer import Shapes, build_learner, load_checkpoint, train
+from market_metarl.meta.rundir import Shapes, load_checkpoint
+from market_metarl.meta.trainer import build_learner, train
 from market_metarl.types import ConfigError
 
 
-def _ppo_exp(**train: object) -> Experiment:
-    return Experiment.from_config(small_config(rl2_trainer="ppo", **train))
+def _ppo_exp(**ppo: object) -> Experiment:
+    return Experiment.from_config(small_config(rl2_ppo={"batch": 8, **ppo}))
 
 
 # -- GAE ------------------------------------------------------------------------------------------
@@ -107,17 +108,17 @@ def test_clipped_objective_gradient_vanishes_only_on_the_clipped_side(
 
 def _small_learner(exp: Experiment) -> tuple[RL2PPOLearner, Episode]:
     pool = exp.pool("train")
-    learner = build_learner("rl2", exp, Shapes.of(pool), seed=0, observations=None)
+    learner = build_learner("rl2_ppo", exp, Shapes.of(pool), seed=0, observations=None)
     assert isinstance(learner, RL2PPOLearner)
     episode = pool.sample(4, exp.train.window_days, np.random.default_rng(0))
     return learner, episode
 
 
-def test_build_learner_picks_the_trainer_from_config() -> None:
-    bptt = Experiment.from_config(small_config())
-    pool = bptt.pool("train")
-    assert isinstance(build_learner("rl2", bptt, Shapes.of(pool), 0), RL2Learner)
-    assert isinstance(build_learner("rl2", _ppo_exp(), Shapes.of(pool), 0), RL2PPOLearner)
+def test_rl2_and_rl2_ppo_are_two_registered_algorithms() -> None:
+    exp = _ppo_exp()
+    pool = exp.pool("train")
+    assert isinstance(build_learner("rl2", exp, Shapes.of(pool), 0), RL2Learner)
+    assert isinstance(build_learner("rl2_ppo", exp, Shapes.of(pool), 0), RL2PPOLearner)
 
 
 def test_rollout_rewards_are_the_one_accounting_and_recomputation_matches() -> None:
@@ -146,29 +147,31 @@ def test_actor_critic_acts_like_a_gru_policy() -> None:
 
 def test_a_short_ppo_run_checkpoints_resumes_and_stays_finite(tmp_path: Path) -> None:
     full = _ppo_exp()
-    train(full, "rl2", tmp_path / "full", seed=1)
+    train(full, "rl2_ppo", tmp_path / "full", seed=1)
     rows = list(csv.DictReader((tmp_path / "full" / "metrics.csv").open()))
-    losses = [float(r["value"]) for r in rows if r["learner"] == "rl2" and r["metric"] == "loss"]
+    losses = [
+        float(r["value"]) for r in rows if r["learner"] == "rl2_ppo" and r["metric"] == "loss"
+    ]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
-    payload = load_checkpoint(tmp_path / "full" / "checkpoints" / "rl2.pt")
-    assert {"policy", "opt", "rng"} <= set(payload["state"])
+    payload = load_checkpoint(tmp_path / "full" / "checkpoints" / "rl2_ppo.pt")
+    assert set(payload["agent"]) == {"policy"} and set(payload["training"]) == {"opt", "rng"}
     # interrupted after the first checkpoint, then resumed: the same parameters at the end
     interrupted = tmp_path / "resumed"
-    train(_ppo_exp(rl2_iterations=2), "rl2", interrupted, seed=1)
+    train(_ppo_exp(iterations=2), "rl2_ppo", interrupted, seed=1)
     state = json.loads((interrupted / "run.json").read_text())
     state["config"] = json.loads((tmp_path / "full" / "run.json").read_text())["config"]
-    state["iterations"] = {"rl2": 2}
+    state["iterations"] = {"rl2_ppo": 2}
     (interrupted / "run.json").write_text(json.dumps(state))
     (interrupted / "checkpoints" / "pooled.pt").unlink()
-    train(full, "rl2", interrupted, seed=1, resume=True)
-    a = payload["state"]["policy"]
-    b = load_checkpoint(interrupted / "checkpoints" / "rl2.pt")["state"]["policy"]
+    train(full, "rl2_ppo", interrupted, seed=1, resume=True)
+    a = payload["agent"]["policy"]
+    b = load_checkpoint(interrupted / "checkpoints" / "rl2_ppo.pt")["agent"]["policy"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_the_ppo_agent_adapts_through_rl2agent_and_evaluate_adaptation(tmp_path: Path) -> None:
     exp = _ppo_exp()
-    train(exp, "rl2", tmp_path / "run", seed=0)
+    train(exp, "rl2_ppo", tmp_path / "run", seed=0)
     agent = TrainedRun.open(tmp_path / "run").agent("adapted")
     assert isinstance(agent, RL2Agent)
     assert isinstance(agent.policy, GRUActorCritic)
@@ -183,13 +186,25 @@ def test_the_ppo_agent_adapts_through_rl2agent_and_evaluate_adaptation(tmp_path:
 @pytest.mark.parametrize(
     ("override", "match"),
     [
-        ({"rl2_trainer": "sgd"}, "rl2_trainer"),
-        ({"ppo_clip": 0.0}, "ppo_clip must be > 0"),
-        ({"ppo_lambda": 1.5}, "ppo_lambda must be in"),
-        ({"ppo_minibatches": 100}, "ppo_minibatches"),
-        ({"ppo_entropy": -0.1}, "ppo_entropy must be >= 0"),
+        ({"clip": 0.0}, "rl2_ppo.clip must be > 0"),
+        ({"gae_lambda": 1.5}, "rl2_ppo.gae_lambda must be in"),
+        ({"minibatches": 100}, "rl2_ppo.minibatches"),
+        ({"entropy": -0.1}, "rl2_ppo.entropy must be >= 0"),
     ],
 )
 def test_ppo_settings_are_validated(override: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        Experiment.from_config(small_config(**override))
+        Experiment.from_config(small_config(rl2_ppo=override))
+
+
+@pytest.mark.parametrize(
+    ("flat", "match"),
+    [
+        ({"rl2_trainer": "ppo"}, "--algo rl2_ppo"),
+        ({"ppo_clip": 0.1}, r"\[train.rl2_ppo\]"),
+        ({"ppo_lambda": 0.5}, "gae_lambda"),
+    ],
+)
+def test_old_flat_ppo_keys_say_where_they_went(flat: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        Experiment.from_config(small_config(**flat))

@@ -13,6 +13,7 @@ from meta_helpers import small_config
 
 from market_metarl.cli import main
 from market_metarl.meta.experiment import Experiment
+from market_metarl.meta.rundir import load_checkpoint, write_toml
 from market_metarl.meta.sweep import (
     combinations,
     params_digest,
@@ -20,14 +21,16 @@ from market_metarl.meta.sweep import (
     run_sweep,
     with_settings,
 )
-from market_metarl.meta.trainer import load_checkpoint, train
+from market_metarl.meta.trainer import train
 from market_metarl.types import ConfigError, RunError
 
-GRID = ["hidden=8,16", "train.inner_lr=0.05"]
+GRID = ["hidden=8,16", "train.maml.inner_lr=0.05"]
 
 
 def sweep_config() -> dict[str, Any]:
-    return small_config(iterations=4, pooled_iterations=2, meta_batch=4, checkpoint_every=2)
+    return small_config(
+        iterations=4, checkpoint_every=2, pooled={"iterations": 2}, maml={"batch": 4}
+    )
 
 
 def without_timing(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -35,15 +38,17 @@ def without_timing(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_grid_values_are_toml_scalars_and_bare_keys_are_train_keys() -> None:
-    grid = parse_grid(["hidden=8,16", "env.action=continuous,discrete", "train.first_order=true"])
+    grid = parse_grid(
+        ["hidden=8,16", "env.action=continuous,discrete", "train.maml.first_order=true"]
+    )
     assert grid == [
         ("train.hidden", [8, 16]),
         ("env.action", ["continuous", "discrete"]),
-        ("train.first_order", [True]),
+        ("train.maml.first_order", [True]),
     ]
     assert parse_grid(["inner_lr=0.05,1e-1"]) == [("train.inner_lr", [0.05, 0.1])]
     assert combinations(grid) == [
-        {"train.hidden": h, "env.action": a, "train.first_order": True}
+        {"train.hidden": h, "env.action": a, "train.maml.first_order": True}
         for h in (8, 16)
         for a in ("continuous", "discrete")
     ]
@@ -98,7 +103,7 @@ def test_sweep_writes_a_table_best_first_with_intervals(full_sweep: Any) -> None
     with (full_sweep.out / "sweep.csv").open() as fh:
         table = list(csv.DictReader(fh))
     assert [int(t["combo"]) for t in table] == [r.combo for r in rows]
-    assert list(table[0])[:4] == ["rank", "combo", "train.hidden", "train.inner_lr"]
+    assert list(table[0])[:4] == ["rank", "combo", "train.hidden", "train.maml.inner_lr"]
     assert sorted(p.name for p in (full_sweep.out / "results").iterdir()) == [
         f"combo0{c}-seed{s}.json" for c in (0, 1) for s in (0, 1)
     ]
@@ -135,14 +140,14 @@ def test_a_piece_interrupted_mid_training_resumes_from_its_checkpoint(
 ) -> None:
     from market_metarl.meta import trainer
 
-    real_save = trainer._save_checkpoint
+    real_save = trainer.save_checkpoint
 
     def stop_after_first_checkpoint(path: Path, *args: Any) -> None:
         real_save(path, *args)
         if "combo01" in str(path) and "seed0" in str(path):
             raise KeyboardInterrupt  # iteration 2 of 4 is on disk, the run is unfinished
 
-    monkeypatch.setattr(trainer, "_save_checkpoint", stop_after_first_checkpoint)
+    monkeypatch.setattr(trainer, "save_checkpoint", stop_after_first_checkpoint)
     out = tmp_path / "midway"
     with pytest.raises(KeyboardInterrupt):
         run_sweep(sweep_config(), "maml", 2, parse_grid(GRID), out)
@@ -193,11 +198,7 @@ def test_sweep_command_prints_the_table_and_rejects_bad_input(
 
     config = tmp_path / "small.toml"
     cfg = sweep_config()
-    lines = []
-    for section, table in cfg.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
-    config.write_text("\n".join(lines) + "\n")
+    write_toml(config, cfg)
     assert tomllib.loads(config.read_text()) == cfg
     argv = ["sweep", "--config", str(config), "--algo", "maml", "--seeds", "1"]
     assert main([*argv, "--grid", "hidden=8,16", "--out", str(tmp_path / "s")]) == 0

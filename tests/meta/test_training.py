@@ -16,12 +16,13 @@ from market_metarl.cli import main
 from market_metarl.meta.evaluation import evaluate_adaptation
 from market_metarl.meta.experiment import Experiment
 from market_metarl.meta.run import TrainedRun
-from market_metarl.meta.trainer import load_checkpoint, train
+from market_metarl.meta.rundir import load_checkpoint
+from market_metarl.meta.trainer import train
 from market_metarl.types import ConfigError, RunError
 
 
 def _state(run: Path, name: str) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run / "checkpoints" / f"{name}.pt")["state"]["policy"]
+    return load_checkpoint(run / "checkpoints" / f"{name}.pt")["agent"]["policy"]
 
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -39,13 +40,13 @@ def test_same_seed_same_parameters(small_exp: Experiment, tmp_path: Path, algo: 
 
 
 def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path: Path) -> None:
-    full = Experiment.from_config(small_config(iterations=6, pooled_iterations=6))
-    half = Experiment.from_config(small_config(iterations=6, pooled_iterations=6))
+    full = Experiment.from_config(small_config(iterations=6, pooled={"iterations": 6}))
+    half = Experiment.from_config(small_config(iterations=6, pooled={"iterations": 6}))
     train(full, "maml", tmp_path / "full", seed=1)
     # an interrupted run: the first checkpoint only (iterations 1-2 of maml), then resumed
     interrupted = tmp_path / "resumed"
     train(
-        Experiment.from_config(small_config(iterations=2, pooled_iterations=6)),
+        Experiment.from_config(small_config(iterations=2, pooled={"iterations": 6})),
         "maml",
         interrupted,
         seed=1,
@@ -78,9 +79,9 @@ def test_a_run_killed_while_checkpointing_resumes_exactly(
     is being written neither repeats iterations nor leaves duplicate or cut metrics rows."""
     from market_metarl.meta import trainer
 
-    exp = Experiment.from_config(small_config(iterations=6, pooled_iterations=4))
+    exp = Experiment.from_config(small_config(iterations=6, pooled={"iterations": 4}))
     train(exp, "maml", tmp_path / "full", seed=2)
-    real_append, real_save = trainer._append_metrics, trainer._save_checkpoint
+    real_append, real_save = trainer.append_metrics, trainer.save_checkpoint
     calls = {"n": 0}
 
     def cut_metrics(path: Path, *args: object) -> None:
@@ -98,9 +99,9 @@ def test_a_run_killed_while_checkpointing_resumes_exactly(
             raise KeyboardInterrupt
 
     if where == "writing metrics":
-        monkeypatch.setattr(trainer, "_append_metrics", cut_metrics)
+        monkeypatch.setattr(trainer, "append_metrics", cut_metrics)
     else:
-        monkeypatch.setattr(trainer, "_save_checkpoint", crash_after_checkpoint)
+        monkeypatch.setattr(trainer, "save_checkpoint", crash_after_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train(exp, "maml", tmp_path / "crashed", seed=2)
     monkeypatch.undo()
@@ -156,7 +157,9 @@ def test_corrupt_or_foreign_checkpoint_is_a_clear_error(trained_run: Path, tmp_p
 
 
 def test_short_maml_run_improves_after_adaptation(tmp_path: Path) -> None:
-    exp = Experiment.from_config(small_config(iterations=150, pooled_iterations=1, meta_batch=8))
+    exp = Experiment.from_config(
+        small_config(iterations=150, pooled={"iterations": 1}, maml={"batch": 8})
+    )
     train(exp, "maml", tmp_path / "run", seed=0)
     agent = TrainedRun.open(tmp_path / "run").agent("adapted")
     pool = exp.pool("test")

@@ -2,11 +2,12 @@
 
 RL^2 (Duan et al., 2016) trains a recurrent policy over trials within a task: its hidden state after
 the K support days is the adaptation, and it keeps adapting as days come. It can be trained two
-ways here (``[train] rl2_trainer``):
+ways here, as two algorithms:
 
-- ``bptt`` (the default, :class:`~market_metarl.meta.learners.RL2Learner`): prices do not react to
-  our trades, so the trial's PnL is differentiable in the weights and BPTT gives its exact gradient.
-- ``ppo`` (this module, :class:`RL2PPOLearner`): the generic model-free route. The GRU body gets a
+- ``rl2`` (:mod:`market_metarl.meta.algos.rl2`): prices do not react to our trades, so the trial's
+  PnL is differentiable in the weights and BPTT gives its exact gradient.
+- ``rl2_ppo`` (this module, :class:`RL2PPOLearner`, settings in ``[train.rl2_ppo]``): the generic
+  model-free route. The GRU body gets a
   tanh-squashed Gaussian head and a value head; actions are sampled, rewarded with the daily log
   returns of the one accounting, and the policy is improved with the clipped PPO objective
   (Schulman et al., 2017) on GAE advantages. It needs no differentiable simulator, but its
@@ -35,17 +36,76 @@ Phases of one :meth:`RL2PPOLearner.step`: # rollout (sample a trial per task win
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from market_metarl.meta.agents import RL2Agent
-from market_metarl.meta.episodes import Episode
-from market_metarl.meta.learners import Windows
+from market_metarl.meta.contracts import BuildContext
+from market_metarl.meta.episodes import Episode, Windows
 from market_metarl.meta.optim import LazyAdam
 from market_metarl.meta.policies import GRUPolicy, PolicySpec, _squash
+from market_metarl.meta.registry import Algorithm
 from market_metarl.meta.rollout import PNL_SCALE, day_log_return, held_after_close
+from market_metarl.seeding import child_seed
+from market_metarl.types import ConfigError
+
+
+@dataclass(frozen=True)
+class RL2PPOConfig:
+    """``[train.rl2_ppo]``: RL^2 trained with PPO.
+
+    Attributes:
+        hidden: GRU units.
+        batch: Task windows per rollout.
+        iterations: Updates (0: ``[train] iterations``).
+        lr: Adam step size.
+        epochs: PPO passes over each rollout.
+        minibatches: Minibatches of task windows per pass (at most ``batch``).
+        clip: Clip range of the probability ratio (``1 +- clip``).
+        gamma: Discount factor of the daily rewards (a weight earns mostly its own day, so a
+            short horizon cuts the variance of the advantages).
+        gae_lambda: GAE parameter (1: Monte-Carlo returns, 0: one-step TD).
+        entropy: Weight of the entropy bonus.
+        value_coef: Weight of the value loss.
+        init_log_std: Initial log standard deviation of the pre-squash Gaussian actions.
+    """
+
+    hidden: int = 32
+    batch: int = 64
+    iterations: int = 0
+    lr: float = 1e-3
+    epochs: int = 4
+    minibatches: int = 4
+    clip: float = 0.2
+    gamma: float = 0.9
+    gae_lambda: float = 0.9
+    entropy: float = 0.0
+    value_coef: float = 0.5
+    init_log_std: float = -0.5
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "batch", "epochs", "minibatches"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.rl2_ppo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.minibatches > self.batch:
+            raise ConfigError(
+                f"train.rl2_ppo.minibatches ({self.minibatches}) must be <= train.rl2_ppo.batch "
+                f"({self.batch}): minibatches split the batch's task windows"
+            )
+        for name in ("lr", "clip"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"train.rl2_ppo.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(
+                    f"train.rl2_ppo.{name} must be in [0, 1], got {getattr(self, name)}"
+                )
+        for name in ("iterations", "entropy", "value_coef"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.rl2_ppo.{name} must be >= 0, got {getattr(self, name)}")
 
 
 class GRUActorCritic(GRUPolicy):
@@ -156,9 +216,11 @@ class RL2PPOLearner:
         value_coef: Weight of the value loss.
         grad_clip: Global gradient-norm clip.
         seed: Seed of the learner's own generator (action samples, minibatch order).
+        batch: Task windows per rollout.
+        iterations: Updates of a full run.
     """
 
-    name = "rl2"
+    name = "rl2_ppo"
 
     def __init__(
         self,
@@ -174,8 +236,11 @@ class RL2PPOLearner:
         value_coef: float = 0.5,
         grad_clip: float = 1.0,
         seed: int = 0,
+        batch: int = 64,
+        iterations: int = 400,
     ) -> None:
         self.policy, self.windows = policy, windows
+        self.batch, self.iterations = batch, iterations
         self.epochs, self.minibatches, self.clip = epochs, minibatches, clip
         self.gamma, self.lam = gamma, lam
         self.entropy_coef, self.value_coef, self.grad_clip = entropy_coef, value_coef, grad_clip
@@ -268,18 +333,59 @@ class RL2PPOLearner:
             "query_return": float(query.mean()),
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy.state_dict(),
-            "opt": self.opt.state_dict(),
-            "rng": self.gen.get_state(),
-        }
+    def agent_state(self) -> dict[str, Any]:
+        """The actor-critic's parameters and normaliser."""
+        return {"policy": self.policy.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def training_state(self) -> dict[str, Any]:
+        """The optimiser and the sampling generator."""
+        return {"opt": self.opt.state_dict(), "rng": self.gen.get_state()}
+
+    def load_agent_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`agent_state`."""
         self.policy.load_state_dict(state["policy"])
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`training_state`."""
         self.opt.load_state_dict(state["opt"])
         self.gen.set_state(state["rng"])
 
     def agent(self) -> RL2Agent:
         """Acts with the squashed mean (deterministic), through the same agent as BPTT's RL^2."""
         return RL2Agent(self.policy)
+
+
+def build(ctx: BuildContext) -> RL2PPOLearner:
+    """A fresh PPO-trained RL^2 learner from ``[train]`` and ``[train.rl2_ppo]``."""
+    train = ctx.experiment.train
+    cfg: RL2PPOConfig = train.of("rl2_ppo")
+    spec = train.policy_spec(ctx.experiment.env, cfg.hidden)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        policy = GRUActorCritic(ctx.obs_dim, ctx.n_assets, spec, cfg.init_log_std)
+    if ctx.observations is not None:
+        policy.norm.fit(ctx.observations, keep=ctx.position_slice)
+    return RL2PPOLearner(
+        policy,
+        Windows(train.adapt_days, train.horizon),
+        lr=cfg.lr,
+        epochs=cfg.epochs,
+        minibatches=cfg.minibatches,
+        clip=cfg.clip,
+        gamma=cfg.gamma,
+        lam=cfg.gae_lambda,
+        entropy_coef=cfg.entropy,
+        value_coef=cfg.value_coef,
+        grad_clip=train.grad_clip,
+        seed=child_seed(ctx.seed, 1),
+        batch=cfg.batch,
+        iterations=train.iterations_of(cfg.iterations),
+    )
+
+
+ALGORITHM = Algorithm(
+    name="rl2_ppo",
+    config=RL2PPOConfig,
+    build=build,
+    summary="RL^2 trained with clipped PPO on sampled actions (the model-free reference)",
+)

@@ -1,0 +1,326 @@
+"""The run directory: the one module that knows its files and writes them.
+
+``runs/NAME/`` holds ``config.toml`` (the resolved config), ``run.json`` (algorithm, seed,
+iterations done, observation shapes, data hashes, package versions), ``metrics.csv`` (one row per
+checkpoint interval, learner and metric) and ``checkpoints/<learner>.pt``. A checkpoint has two
+parts: ``agent`` (what an agent is rebuilt from: network parameters, normalisers, learned step
+sizes) and ``training`` (optimiser and RNG state, read only to resume), so a backtest or a paper
+account loads agents without optimisers. Every file is written atomically
+(:mod:`market_metarl.fileio`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from market_metarl.config import read_toml, to_table
+from market_metarl.fileio import atomic_write, atomic_write_json, atomic_write_text
+from market_metarl.meta.contracts import Learner
+from market_metarl.meta.episodes import TaskPool
+from market_metarl.meta.experiment import Experiment, train_table
+from market_metarl.types import RunError
+
+RUN_FORMAT = 2
+"""Version of the run directory's layout (2: checkpoints split into agent and training parts)."""
+METRICS_HEADER = ["learner", "iteration", "metric", "value"]
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """What a network needs to know of the observations: sizes and where the position sits."""
+
+    obs_dim: int
+    n_assets: int
+    position: tuple[int, int]
+
+    @classmethod
+    def of(cls, pool: TaskPool) -> Shapes:
+        """The shapes of a task pool's observations."""
+        return cls(pool.obs_dim, pool.n_assets, (pool.position.start, pool.position.stop))
+
+    def to_json(self) -> dict[str, Any]:
+        """As recorded in ``run.json``."""
+        return {"obs_dim": self.obs_dim, "n_assets": self.n_assets, "position": list(self.position)}
+
+
+def checkpoint_path(run_dir: Path, learner: str) -> Path:
+    """Where learner ``learner``'s checkpoint lives (the one place that builds this path)."""
+    return Path(run_dir) / "checkpoints" / f"{learner}.pt"
+
+
+def learner_names(algo: str, with_pooled: bool) -> list[str]:
+    """The learners a run of ``algo`` trains, in training order (its pooled twin second)."""
+    return [algo, "pooled"] if with_pooled and algo != "pooled" else [algo]
+
+
+def open_run(
+    run_dir: Path, exp: Experiment, algo: str, learners: Sequence[str], seed: int, resume: bool
+) -> dict[str, Any]:
+    """The state of ``run_dir`` to train into: a new run's (files written), or the run to resume.
+
+    Raises:
+        RunError: ``run_dir`` holds a run (without ``resume``), or a different run (with it).
+    """
+    meta_path = run_dir / "run.json"
+    if resume:
+        state = read_run_json(run_dir)
+        if state["algo"] != algo or state["seed"] != seed:
+            raise RunError(
+                f"{run_dir} was trained with --algo {state['algo']} --seed {state['seed']}; "
+                f"resume with those, or train into a new --out"
+            )
+        if state["config"] != config_digest(exp, learners):
+            raise RunError(f"{run_dir} was trained with another config; resume needs the same one")
+        return state
+    if meta_path.exists():
+        raise RunError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out"
+        )
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_toml(run_dir / "config.toml", resolved_config(exp, learners))
+    state = {
+        "format": RUN_FORMAT,
+        "algo": algo,
+        "seed": seed,
+        "iterations": {},
+        "config": config_digest(exp, learners),
+        "data_hashes": _data_hashes(exp),
+        "versions": _versions(),
+    }
+    write_run_json(run_dir, state)
+    return state
+
+
+def write_run_json(run_dir: Path, state: dict[str, Any]) -> None:
+    """Write ``run.json`` atomically."""
+    atomic_write_json(Path(run_dir) / "run.json", state)
+
+
+def _data_hashes(exp: Experiment) -> dict[str, str]:
+    from market_metarl.data.sources import load_bars
+
+    hashes = {}
+    for source in sorted({t.source for t in exp.tasks}):
+        bars = load_bars(source)
+        dates = bars.index.to_numpy().astype("datetime64[D]").astype(np.int64)
+        digest = hashlib.sha256(bars.to_numpy().tobytes() + dates.tobytes())
+        hashes[source] = digest.hexdigest()
+    return hashes
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+    import pandas
+
+    from market_metarl import __version__
+
+    return {
+        "market_metarl": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pandas.__version__,
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+    }
+
+
+def resolved_config(exp: Experiment, learners: Sequence[str]) -> dict[str, Any]:
+    """The experiment as a config table, every default filled in (``config.toml``).
+
+    ``[train]`` carries the ``[train.<algo>]`` tables of the learners the run trains.
+    """
+    env = to_table(exp.env)
+    features = env.pop("features")
+    cfg = {
+        "data": to_table(exp.tasks.data),
+        "regimes": to_table(exp.tasks.regimes),
+        "splits": to_table(exp.tasks.splits),
+        "costs": to_table(exp.tasks.costs),
+        "features": features,
+        "env": env,
+        "train": train_table(exp.train, learners),
+    }
+    if "paper" in exp.config:
+        cfg["paper"] = exp.config["paper"]
+    return cfg
+
+
+def config_digest(exp: Experiment, learners: Sequence[str]) -> str:
+    """A short digest of the resolved config (resume refuses another config)."""
+    text = json.dumps(resolved_config(exp, learners), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_toml(path: Path, table: dict[str, Any]) -> None:
+    """Write a two-level config table (sections, and ``[section.sub]`` tables) as TOML."""
+    lines: list[str] = []
+    for section, values in table.items():
+        lines += _toml_section(section, values)
+    atomic_write_text(path, "\n".join(lines))
+
+
+def _toml_section(name: str, values: dict[str, Any]) -> list[str]:
+    subtables = {k: v for k, v in values.items() if isinstance(v, dict) and "." not in name}
+    lines = [f"[{name}]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if k not in subtables]
+    lines.append("")
+    for key, sub in subtables.items():
+        lines += _toml_section(f"{name}.{key}", sub)
+    return lines
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    """The run's ``run.json``; a missing or foreign one raises :class:`RunError`."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise RunError(
+            f"{run_dir} is not a run directory (no run.json); train one with `market-metarl train`"
+        )
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path} is corrupt ({exc}); retrain into a new --out") from None
+    if not isinstance(state, dict) or state.get("format") != RUN_FORMAT:
+        raise RunError(
+            f"{path} is not a market_metarl run of this version (format {RUN_FORMAT} expected); "
+            "retrain it with this version"
+        )
+    return state
+
+
+def append_metrics(path: Path, learner: str, iteration: int, metrics: dict[str, float]) -> None:
+    """Append one checkpoint interval's metrics of ``learner`` to ``metrics.csv``."""
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(METRICS_HEADER)
+        for key, value in metrics.items():
+            writer.writerow([learner, iteration, key, f"{value:.6g}"])
+
+
+def trim_metrics(path: Path, learner: str, done: int) -> None:
+    """Keep the well-formed rows of ``metrics.csv`` up to iteration ``done`` of ``learner``."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    keep = [METRICS_HEADER]
+    for row in rows:
+        if len(row) != 4 or not row[1].isdigit():
+            continue  # the header, or a line cut short by a kill
+        if row[0] == learner and int(row[1]) > done:
+            continue
+        keep.append(row)
+    if keep != rows:
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as fh:
+                csv.writer(fh).writerows(keep)
+
+        atomic_write(path, write)
+
+
+def save_checkpoint(path: Path, learner: Learner, rng: np.random.Generator, iteration: int) -> None:
+    """Write ``learner``'s checkpoint (agent part, training part, the sampling RNG) atomically."""
+    payload = {
+        "format": RUN_FORMAT,
+        "learner": learner.name,
+        "iteration": iteration,
+        "agent": learner.agent_state(),
+        "training": learner.training_state(),
+        "rng": json.dumps(rng.bit_generator.state),
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: Path, learner: str | None = None) -> dict[str, Any]:
+    """A checkpoint's payload, loaded with ``weights_only=True``; clear errors when it is not ours.
+
+    Raises:
+        RunError: Missing, corrupt or foreign file, or (with ``learner``) another learner's.
+    """
+    if not path.is_file():
+        raise RunError(
+            f"checkpoint {path} is missing; the run did not finish (resume it with --resume)"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise RunError(
+            f"checkpoint {path} is corrupt or not a market_metarl checkpoint ({type(exc).__name__})"
+        ) from None
+    if (
+        not isinstance(payload, dict)
+        or payload.get("format") != RUN_FORMAT
+        or "agent" not in payload
+    ):
+        raise RunError(
+            f"checkpoint {path} is not a market_metarl checkpoint of this version; retrain the run"
+        )
+    if learner is not None and payload.get("learner") != learner:
+        raise RunError(f"checkpoint {path} holds a {payload.get('learner')} learner, not {learner}")
+    return payload
+
+
+def load_agent_part(learner: Learner, payload: dict[str, Any], where: Path) -> None:
+    """Load a checkpoint's agent part into ``learner``.
+
+    Raises:
+        RunError: The tensors do not fit the config's networks.
+    """
+    try:
+        learner.load_agent_state(payload["agent"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise RunError(f"checkpoint {where} does not fit this config's networks ({exc})") from None
+
+
+def restore(path: Path, learner: Learner, rng: np.random.Generator) -> int:
+    """Restore ``learner`` (both parts) and ``rng`` from ``path``; the iterations it holds."""
+    payload = load_checkpoint(path, learner.name)
+    load_agent_part(learner, payload, path)
+    try:
+        learner.load_training_state(payload["training"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise RunError(f"checkpoint {path} cannot resume this learner ({exc})") from None
+    rng.bit_generator.state = json.loads(payload["rng"])
+    return int(payload["iteration"])
+
+
+def experiment_of_run(run_dir: Path, overrides: dict[str, Any] | None = None) -> Experiment:
+    """Rebuild a run's experiment from its saved ``config.toml``."""
+    cfg = read_toml(Path(run_dir) / "config.toml")
+    cfg.update(overrides or {})
+    return Experiment.from_config(cfg)
+
+
+def run_shapes(run_dir: Path) -> Shapes:
+    """Observation shapes recorded in a run's ``run.json``."""
+    shapes = read_run_json(run_dir).get("shapes")
+    if not shapes:
+        raise RunError(f"{run_dir} has no trained learner yet; train (or resume) it first")
+    return Shapes(int(shapes["obs_dim"]), int(shapes["n_assets"]), tuple(shapes["position"]))
