@@ -17,8 +17,8 @@ from meta_helpers import small_config
 from market_metarl.meta.contracts import Agent, Learner
 from market_metarl.meta.experiment import Experiment
 from market_metarl.meta.registry import BUILTIN, algorithm_names, get_algorithm
-from market_metarl.meta.rundir import checkpoint_path, load_checkpoint
 from market_metarl.meta.run import TrainedRun
+from market_metarl.meta.rundir import checkpoint_path, load_checkpoint
 from market_metarl.meta.trainer import train
 from market_metarl.types import ConfigError
 
