@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_metarl.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from market_metarl.cli import EXIT_BAD_INPUT, EXIT_OK, UsageError, main
 from market_metarl.data import yahoo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +45,38 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "usage: market-metarl" in out
     assert "data" in out and "regimes" in out
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from market_metarl import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"market-metarl {__version__}\n"
+
+
+def _never_built(ctx: Any) -> Any:
+    raise AssertionError("parsing never builds a learner")
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_algo_choices_are_the_registrys_at_parse_time(command: str) -> None:
+    from market_metarl.cli import build_parser
+    from market_metarl.meta.registry import Algorithm, algorithm_names, register, unregister
+
+    parser = build_parser()  # built before the plug-in registers: choices are read when parsing
+    base = [command, "--config", "c.toml", "--out", "o"]
+    assert set(algorithm_names()) >= {"maml", "rl2", "rl2_ppo", "pooled", "model_based", "pearl"}
+    for name in algorithm_names():
+        assert parser.parse_args([*base, "--algo", name]).algo == name
+    with pytest.raises(UsageError, match=r"invalid choice: 'toy'.*'pearl'"):
+        parser.parse_args([*base, "--algo", "toy"])
+    register(Algorithm("toy", config=object, build=_never_built))
+    try:
+        assert parser.parse_args([*base, "--algo", "toy"]).algo == "toy"
+    finally:
+        unregister("toy")
 
 
 def test_data_show_yahoo_prints_rows_and_range(capsys: pytest.CaptureFixture[str]) -> None:
@@ -259,19 +291,24 @@ def test_importing_the_cli_and_asking_for_help_loads_no_heavy_library() -> None:
         "import contextlib, io, json, sys\n"
         "import market_metarl.cli as cli\n"
         f"heavy = {HEAVY!r}\n"
-        "after_import = [m for m in heavy if m in sys.modules]\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    try:\n"
-        "        cli.main(['--help'])\n"
-        "    except SystemExit:\n"
-        "        pass\n"
-        "after_help = [m for m in heavy if m in sys.modules]\n"
-        "print(json.dumps([after_import, after_help]))\n"
+        "seen = [[m for m in heavy if m in sys.modules]]\n"
+        "for argv in (['--help'], ['--version'], ['data', 'list'], ['train', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            cli.main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "    seen.append([m for m in heavy if m in sys.modules])\n"
+        "print(json.dumps(seen))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
-    after_import, after_help = json.loads(proc.stdout)
+    after_import, after_help, after_version, after_list, after_train_help = json.loads(proc.stdout)
     assert after_import == [], f"`import market_metarl.cli` loads {after_import}"
     assert after_help == [], f"`market-metarl --help` loads {after_help}"
+    assert after_version == [], f"`market-metarl --version` loads {after_version}"
+    assert after_list == [], f"`market-metarl data list` loads {after_list}"
+    # `train --help` lists the registry's algorithms: the registry imports pandas, never torch
+    assert "torch" not in after_train_help, f"`train --help` loads {after_train_help}"

@@ -109,11 +109,3 @@ def test_ray_is_imported_only_when_asked_for() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-
-
-def test_the_command_lines_algorithm_list_is_the_trainers() -> None:
-    """cli.ALGOS is a copy (``--help`` must not import torch); it must not drift."""
-    from market_metarl import cli
-    from market_metarl.meta.experiment import ALGOS
-
-    assert cli.ALGOS == ALGOS

@@ -26,7 +26,7 @@ from market_metarl.types import DataError, RunError
 def run_digest(run: TrainedRun) -> str:
     """Identity of a trained run: its config digest, algorithm, seed and checkpoint bytes."""
     h = hashlib.sha256()
-    h.update(json.dumps([run.state.get("config"), run.algo, run.state.get("seed")]).encode())
+    h.update(json.dumps([run.config_digest, run.algo, run.seed]).encode())
     for name in sorted({run.algo, "pooled"}):
         path = run.path / "checkpoints" / f"{name}.pt"
         if not path.is_file():
@@ -39,6 +39,7 @@ def init_account(
     db: str | Path,
     run_path: str | Path,
     feed_spec: str,
+    *,
     cash: float | None = None,
     adapt_days: int | None = None,
     every: int | None = None,
@@ -65,15 +66,9 @@ def init_account(
     run = TrainedRun.open(run_path)
     digest = run_digest(run)
     run.agent("adapted"), run.agent("pooled")  # fail now, not at the first step
-    overrides: dict[str, Any] = dict(settings or {})
-    if cash is not None:
-        overrides["cash"] = cash
-    if adapt_days is not None:
-        overrides["adapt_days"] = adapt_days
-    if every is not None:
-        overrides["every"] = every
-    table = {**(run.experiment.config.get("paper") or {}), **overrides}
-    cfg = paper_config({"paper": table}).resolved(run.experiment.train.adapt_days)
+    given = {"cash": cash, "adapt_days": adapt_days, "every": every}
+    overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
+    cfg = paper_config({"paper": {**run.section("paper"), **overrides}}).resolved(run.adapt_days)
     feed = open_feed(feed_spec)
     feed.history()
     db_path = Path(db)
@@ -85,9 +80,9 @@ def init_account(
         account_id=account_id,
         run_path=str(Path(run_path).resolve()),
         run_digest=digest,
-        config_digest=str(run.state.get("config")),
+        config_digest=run.config_digest,
         algo=run.algo,
-        seed=int(run.state.get("seed", 0)),
+        seed=run.seed,
         symbol=feed.symbol,
         feed=feed_spec,
         initial_cash=cfg.cash,
@@ -140,7 +135,7 @@ class PaperSession:
                     f"{account.symbol}; give a feed of {account.symbol}"
                 )
             config = PaperConfig.from_json(account.settings)
-            costs = CostModel.from_spec(run.experiment.tasks.costs)
+            costs = CostModel.from_spec(run.costs)
             return cls(
                 ledger,
                 account,
@@ -156,12 +151,15 @@ class PaperSession:
             raise
 
     def close(self) -> None:
+        """Close the ledger."""
         self.ledger.close()
 
     def __enter__(self) -> PaperSession:
+        """The session itself."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the ledger."""
         self.close()
 
     def refresh(self) -> None:

@@ -6,8 +6,9 @@ with the env's timing and the one cost model: the order decided after the close 
 filled at the open of ``t+1`` (when that bar becomes known, in a later step); the traded notional is
 ``|w - u| * E_open`` (``u``: the weight held just before the trade), its cost comes out of equity
 and the target weight applies to the equity after costs; shorts pay the day's borrow. These are
-the conventions of :mod:`market_metarl.envs.accounting`, so the paper account's equity equals the
-env's and the backtest's to float precision (:func:`rebalance` is the whole of it).
+the conventions of :mod:`market_metarl.envs.accounting`, and the trade itself is the simulator's
+(:func:`rebalance` calls :func:`~market_metarl.envs.simulator.rebalance_and_mark`), so the paper
+account's equity equals the env's and the backtest's to float precision.
 
 Plugging in a real paper API (Alpaca's, through alpaca-py, is the expected first) means one more
 subclass of :class:`Broker`, mapped like this:
@@ -39,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from market_metarl.envs.costs import CostModel, inverse_adv, trailing_adv
+from market_metarl.envs.simulator import rebalance_and_mark
 from market_metarl.live.ledger import Book, Ledger
 
 
@@ -121,25 +123,28 @@ def rebalance(
 ) -> tuple[float, dict[str, float], float]:
     """Trade a book of cash and shares to target weights at ``prices`` (the open).
 
-    Traded notional ``|w - u| * E`` (``E`` the equity at ``prices`` before the trade, ``u`` the
-    weights held), the cost model's cost (fees, slippage, minimum fee, impact, the day's borrow)
-    out of ``E``, then the targets applied to the equity after costs.
+    The simulator's trade step (:func:`~market_metarl.envs.simulator.rebalance_and_mark`, the one
+    rebalance of the env and the backtest) on a one-book batch: traded notional ``|w - u| * E``
+    (``E`` the equity at ``prices`` before the trade, ``u`` the weights held), the cost model's
+    cost (fees, slippage, minimum fee, impact, the day's borrow) out of ``E``, then the targets
+    applied to the equity after costs. A symbol held without a target keeps its weight.
 
     Returns:
         ``(cash, shares by symbol, cost)`` after the trade.
     """
     symbols = sorted(set(shares) | set(targets))
-    p = np.array([prices[s] for s in symbols], dtype=np.float64)
-    q = np.array([shares.get(s, 0.0) for s in symbols], dtype=np.float64)
-    equity = cash + float(q @ p)
-    held = q * p / equity
-    w = np.array([targets.get(s, held[i]) for i, s in enumerate(symbols)], dtype=np.float64)
-    inv = np.array([(inv_adv or {}).get(s, 0.0) for s in symbols], dtype=np.float64)
-    cost = float(costs.rebalance_cost(equity, held, w, inv)[0])
-    post = equity - cost
-    new_q = w * post / p
-    new_cash = post - float(new_q @ p)
-    return new_cash, dict(zip(symbols, new_q.tolist(), strict=True)), cost
+    p = np.array([[prices[s] for s in symbols]], dtype=np.float64)
+    q = np.array([[shares.get(s, 0.0) for s in symbols]], dtype=np.float64)
+    held = q * p / (cash + float((q * p).sum()))  # for symbols without a target
+    w = np.array([[targets.get(s, held[0, i]) for i, s in enumerate(symbols)]], dtype=np.float64)
+    inv = np.array([[(inv_adv or {}).get(s, 0.0) for s in symbols]], dtype=np.float64)
+    # Marked at the trade's own prices: the close is not needed (nor returned) here.
+    new_cash, new_q, _, cost, _ = rebalance_and_mark(np.array([[cash]]), q, p, p, w, costs, inv)
+    return (
+        float(new_cash[0, 0]),
+        dict(zip(symbols, new_q[0].tolist(), strict=True)),
+        float(cost[0, 0]),
+    )
 
 
 def next_bar(bars: pd.DataFrame, decided: str | dt.date) -> int | None:
@@ -183,9 +188,11 @@ class PaperBroker(Broker):
     """
 
     def __init__(self, ledger: Ledger, costs: CostModel) -> None:
+        """Trade over ``ledger`` with the cost model ``costs``."""
         self.ledger, self.costs = ledger, costs
 
     def submit(self, request: OrderRequest) -> Order:
+        """Record the order (once per client id) and return it."""
         self.ledger.insert_order(
             request.client_id,
             request.decided.isoformat(),
@@ -197,6 +204,7 @@ class PaperBroker(Broker):
         return order
 
     def order(self, client_id: str) -> Order | None:
+        """The order with this client id, or None."""
         row = self.ledger.order(client_id)
         if row is None:
             return None
@@ -204,12 +212,15 @@ class PaperBroker(Broker):
         return Order(client_id, symbol, weight, dt.date.fromisoformat(day), status)
 
     def positions(self) -> dict[str, float]:
+        """Shares held, by symbol."""
         return self.ledger.positions()
 
     def cash(self) -> float:
+        """Cash held."""
         return self.ledger.cash()
 
     def fills(self, since: dt.date | None = None) -> list[Fill]:
+        """Fills dated ``since`` or later, oldest first."""
         rows = self.ledger.fills(since.isoformat() if since else None)
         return [
             Fill(

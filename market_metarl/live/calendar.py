@@ -50,6 +50,7 @@ class TradingCalendar:
         return pd.DatetimeIndex(days.tz_localize(None) if days.tz else days, name="date")
 
     def is_session(self, day: dt.date | pd.Timestamp) -> bool:
+        """Whether the exchange traded on ``day``."""
         ts = pd.Timestamp(day).normalize()
         return len(self.sessions(ts, ts)) == 1
 

@@ -31,6 +31,7 @@ class StaleDataError(DataError):
 
 
 def utc_now() -> pd.Timestamp:
+    """The current time, in UTC."""
     return pd.Timestamp.now(tz="UTC")
 
 
@@ -105,6 +106,7 @@ class ReplayFeed(Feed):
     """A stored history (bundled, CSV or synthetic), revealed only up to the as-of date."""
 
     def __init__(self, spec: str, calendar: str | None = None) -> None:
+        """Replay ``spec`` on ``calendar`` (default: weekdays for a synthetic source, else XNYS)."""
         parsed = parse_source(spec)
         if parsed.kind == "yfinance":
             raise DataError(f"{spec} is a live source; open it with YFinanceFeed")
@@ -114,6 +116,7 @@ class ReplayFeed(Feed):
         self._bars: pd.DataFrame | None = None
 
     def history(self) -> pd.DataFrame:
+        """Every bar of the source."""
         if self._bars is None:
             self._bars = load_bars(self.spec)
         return self._bars
@@ -140,6 +143,7 @@ class YFinanceFeed(Feed):
     def __init__(
         self, spec: str, loader: Callable[[str], pd.DataFrame] = load_bars, calendar: str = "XNYS"
     ) -> None:
+        """Read ``spec`` with ``loader`` on the exchange ``calendar``."""
         parsed = parse_source(spec)
         if parsed.kind != "yfinance":
             raise DataError(f"{spec} is not a yfinance source; give yfinance:SYMBOL")
@@ -148,6 +152,7 @@ class YFinanceFeed(Feed):
         self._loader = loader
 
     def history(self) -> pd.DataFrame:
+        """Every bar of the source."""
         return self._loader(self.spec)
 
     def default_asof(self, after: dt.date | None, now: pd.Timestamp) -> dt.date | None:
@@ -166,8 +171,10 @@ def open_feed(spec: str) -> Feed:
 def require_sessions(
     bars: pd.DataFrame, start: dt.date | pd.Timestamp, calendar: TradingCalendar, what: str
 ) -> None:
-    """Refuse a gap: every session from ``start`` to the last bar must have a bar, and no bar may
-    fall on a day the exchange was closed.
+    """Refuse a gap in ``bars`` from ``start`` on.
+
+    Every session from ``start`` to the last bar must have a bar, and no bar may fall on a day the
+    exchange was closed.
 
     Raises:
         DataError: Names the missing (or extra) days and how to fix the data.

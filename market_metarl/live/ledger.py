@@ -32,58 +32,23 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from market_metarl.live.schema import LEDGER_KIND, SCHEMA, SCHEMA_VERSION, SHADOW_BOOKS, TABLES
+from market_metarl.live.schema import (
+    LEDGER_KIND,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SHADOW_BOOKS,
+    TABLES,
+    Account,
+    Book,
+    EquityRow,
+)
 from market_metarl.types import DataError, RunError
 
 __all__ = ["SCHEMA_VERSION", "SHADOW_BOOKS", "Account", "Book", "EquityRow", "Ledger"]
-
-
-@dataclass(frozen=True)
-class Account:
-    """The ``account`` row: what the ledger trades, with which run and settings."""
-
-    account_id: str
-    run_path: str
-    run_digest: str
-    config_digest: str
-    algo: str
-    seed: int
-    symbol: str
-    feed: str
-    initial_cash: float
-    adapt_days: int
-    every: int
-    settings: str
-    origin: str | None
-    created: str
-
-
-@dataclass(frozen=True)
-class Book:
-    """Cash and shares of a shadow book, and the target it will trade at the next open."""
-
-    name: str
-    cash: float
-    shares: float
-    pending: float | None
-    pending_date: str | None
-
-
-@dataclass(frozen=True)
-class EquityRow:
-    """The account marked at one session's close."""
-
-    date: str
-    cash: float
-    positions_value: float
-    equity: float
-    pooled_equity: float | None
-    benchmark_equity: float | None
-    stepped: int
 
 
 def _connect(path: Path, mode: str) -> sqlite3.Connection:
@@ -97,6 +62,7 @@ class Ledger:
     """A paper account's ledger, open on one SQLite connection (use as a context manager)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Wrap an open connection to the ledger at ``path``."""
         self.conn, self.path = conn, path
         self._depth = 0
 
@@ -169,12 +135,15 @@ class Ledger:
         return cls(conn, p)
 
     def close(self) -> None:
+        """Close the connection."""
         self.conn.close()
 
     def __enter__(self) -> Ledger:
+        """The ledger itself."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the connection."""
         self.close()
 
     @contextmanager
@@ -206,6 +175,7 @@ class Ledger:
         return None if row is None else row[0]
 
     def account(self) -> Account:
+        """The account row."""
         cur = self.conn.execute("SELECT * FROM account WHERE id = 1")
         names = [d[0] for d in cur.description]
         row = cur.fetchone()
@@ -216,16 +186,16 @@ class Ledger:
         return Account(**values)
 
     def last_step(self) -> dt.date | None:
+        """The last as-of day stepped (None: not stepped yet)."""
         value = self._one("SELECT MAX(date) FROM steps")
         return None if value is None else dt.date.fromisoformat(value)
 
-    def has_step(self, day: dt.date) -> bool:
-        return self._one("SELECT 1 FROM steps WHERE date = ?", (day.isoformat(),)) is not None
-
     def cash(self) -> float:
+        """Cash held now."""
         return float(self._one("SELECT amount FROM cash WHERE id = 1"))
 
     def positions(self) -> dict[str, float]:
+        """Shares held now, by symbol."""
         rows = self.conn.execute("SELECT symbol, shares FROM positions ORDER BY symbol")
         return {str(s): float(q) for s, q in rows}
 
@@ -246,6 +216,7 @@ class Ledger:
         return None if row is None else (str(row[0]), str(row[1]), float(row[2]), str(row[3]))
 
     def fills(self, since: str | None = None) -> list[dict[str, Any]]:
+        """Fills dated ``since`` or later, as column -> value dicts."""
         cur = self.conn.execute(
             "SELECT * FROM fills WHERE date >= ? ORDER BY date, symbol", (since or "",)
         )
@@ -261,18 +232,22 @@ class Ledger:
         return rows[::-1]
 
     def equity_on(self, day: str) -> EquityRow | None:
+        """The close mark of ``day``, or None."""
         row = self.conn.execute("SELECT * FROM equity WHERE date = ?", (day,)).fetchone()
         return None if row is None else EquityRow(*row)
 
     def peak_equity(self) -> float:
+        """The highest equity marked (0 when none)."""
         value = self._one("SELECT MAX(equity) FROM equity")
         return float(value) if value is not None else 0.0
 
     def weight_on(self, day: str, symbol: str) -> float | None:
+        """The weight of ``symbol`` at the close of ``day``, or None."""
         value = self._one("SELECT weight FROM marks WHERE date = ? AND symbol = ?", (day, symbol))
         return None if value is None else float(value)
 
     def book(self, name: str) -> Book:
+        """The shadow book ``name`` (``pooled`` or ``buy_and_hold``)."""
         row = self.conn.execute(
             "SELECT name, cash, shares, pending, pending_date FROM shadow_books WHERE name = ?",
             (name,),
@@ -282,25 +257,25 @@ class Ledger:
         return Book(*row)
 
     def guard_state(self) -> tuple[bool, bool]:
+        """The ``(killed, fallback)`` flags."""
         row = self.conn.execute("SELECT killed, fallback FROM guard_state WHERE id = 1").fetchone()
         return bool(row[0]), bool(row[1])
 
     def events(self, limit: int = 10) -> list[tuple[str, str, str]]:
+        """The last ``limit`` guardrail events ``(date, kind, detail)``, oldest first."""
         rows = self.conn.execute(
             "SELECT date, kind, detail FROM guardrail_events ORDER BY id DESC LIMIT ?", (limit,)
         )
         return [(str(d), str(k), str(t)) for d, k, t in rows][::-1]
 
     def last_adaptation(self) -> dict[str, Any] | None:
+        """The last adaptation row as a dict, or None."""
         cur = self.conn.execute("SELECT * FROM adaptations ORDER BY date DESC LIMIT 1")
         row = cur.fetchone()
         return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
 
-    def adaptation_hash(self, day: str) -> str | None:
-        value = self._one("SELECT params_hash FROM adaptations WHERE date = ?", (day,))
-        return None if value is None else str(value)
-
     def step_row(self, day: str) -> dict[str, Any] | None:
+        """The step of ``day`` as a dict, or None."""
         cur = self.conn.execute("SELECT * FROM steps WHERE date = ?", (day,))
         row = cur.fetchone()
         return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
@@ -318,6 +293,7 @@ class Ledger:
     # writing (call inside `transaction()`)
 
     def set_origin(self, day: str) -> None:
+        """Set the account's first as-of day (once)."""
         self.conn.execute("UPDATE account SET origin = ? WHERE id = 1 AND origin IS NULL", (day,))
 
     def insert_order(self, client_id: str, day: str, symbol: str, weight: float) -> bool:
@@ -344,6 +320,7 @@ class Ledger:
             raise DataError(f"order {client_id} is not pending; it cannot be filled twice")
 
     def set_book(self, cash: float, positions: dict[str, float], day: str) -> None:
+        """Set the cash and the positions after a fill on ``day``."""
         self.conn.execute("UPDATE cash SET amount = ?, updated = ? WHERE id = 1", (cash, day))
         for symbol, shares in positions.items():
             self.conn.execute(
@@ -353,6 +330,7 @@ class Ledger:
             )
 
     def set_shadow(self, book: Book, day: str) -> None:
+        """Store a shadow book as of ``day``."""
         self.conn.execute(
             "UPDATE shadow_books SET cash = ?, shares = ?, pending = ?, pending_date = ?, "
             "updated = ? WHERE name = ?",
@@ -369,9 +347,11 @@ class Ledger:
         )
 
     def set_stepped(self, day: str) -> None:
+        """Mark ``day``'s close as a stepped day."""
         self.conn.execute("UPDATE equity SET stepped = 1 WHERE date = ?", (day,))
 
     def insert_step(self, values: dict[str, Any]) -> None:
+        """Record a step (column -> value)."""
         names = ", ".join(values)
         self.conn.execute(
             f"INSERT INTO steps ({names}) VALUES ({', '.join('?' * len(values))})",
@@ -381,18 +361,21 @@ class Ledger:
     def insert_adaptation(
         self, day: str, support: tuple[str, str], adapt_days: int, params_hash: str
     ) -> None:
+        """Record an adaptation: its day, support dates, K and task-state hash."""
         self.conn.execute(
             "INSERT OR IGNORE INTO adaptations VALUES (?, ?, ?, ?, ?)",
             (day, support[0], support[1], adapt_days, params_hash),
         )
 
     def insert_event(self, day: str, kind: str, detail: dict[str, Any] | str) -> None:
+        """Record a guardrail event."""
         text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
         self.conn.execute(
             "INSERT INTO guardrail_events (date, kind, detail) VALUES (?, ?, ?)", (day, kind, text)
         )
 
     def set_guard_state(self, killed: bool, fallback: bool, day: str) -> None:
+        """Set the ``(killed, fallback)`` flags as of ``day``."""
         self.conn.execute(
             "UPDATE guard_state SET killed = ?, fallback = ?, updated = ? WHERE id = 1",
             (int(killed), int(fallback), day),

@@ -1,9 +1,13 @@
 """The ledger's SQLite schema (see :mod:`market_metarl.live.ledger` for what each table holds).
 
 Bump :data:`SCHEMA_VERSION` on any change: a ledger of another version is refused when opened.
+The rows read back as records: :class:`Account`, :class:`Book` (a shadow book) and
+:class:`EquityRow` (a close mark).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
 LEDGER_KIND = "market_metarl.paper-ledger"
@@ -108,3 +112,47 @@ TABLES: tuple[str, ...] = (
     "guard_state",
 )
 SHADOW_BOOKS: tuple[str, ...] = ("pooled", "buy_and_hold")
+
+
+@dataclass(frozen=True)
+class Account:
+    """The ``account`` row: what the ledger trades, with which run and settings."""
+
+    account_id: str
+    run_path: str
+    run_digest: str
+    config_digest: str
+    algo: str
+    seed: int
+    symbol: str
+    feed: str
+    initial_cash: float
+    adapt_days: int
+    every: int
+    settings: str
+    origin: str | None
+    created: str
+
+
+@dataclass(frozen=True)
+class Book:
+    """Cash and shares of a shadow book, and the target it will trade at the next open."""
+
+    name: str
+    cash: float
+    shares: float
+    pending: float | None
+    pending_date: str | None
+
+
+@dataclass(frozen=True)
+class EquityRow:
+    """The account marked at one session's close."""
+
+    date: str
+    cash: float
+    positions_value: float
+    equity: float
+    pooled_equity: float | None
+    benchmark_equity: float | None
+    stepped: int

@@ -8,7 +8,6 @@ ledger's account at ``paper init``, so retraining or editing a run never changes
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +46,7 @@ class PaperConfig:
     fallback_lag: float = 0.05
 
     def __post_init__(self) -> None:
+        """Check every setting (a :class:`ConfigError` names the bad one)."""
         if self.adapt_days < 0:
             raise ConfigError("paper.adapt_days must be >= 0 (0: the run's train.adapt_days)")
         if self.every < 1:
@@ -71,21 +71,15 @@ class PaperConfig:
         return dataclasses.replace(self, adapt_days=self.adapt_days or adapt_days)
 
     def to_json(self) -> str:
+        """The settings as sorted JSON (stored in the ledger)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> PaperConfig:
+        """Settings read back from :meth:`to_json`."""
         return build(cls, json.loads(text), "paper")
 
 
 def paper_config(config: dict[str, Any]) -> PaperConfig:
     """The ``[paper]`` table of a run's config (defaults when it has none)."""
     return build(PaperConfig, config.get("paper"), "paper")
-
-
-def parse_date(text: str, what: str = "--asof") -> dt.date:
-    """A ``YYYY-MM-DD`` date, or a :class:`ConfigError` that says so."""
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{what} must be a date like 2020-01-31, got {text!r}") from None

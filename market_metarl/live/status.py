@@ -1,15 +1,17 @@
-"""The state of a paper account, read from its ledger alone (no run, no feed): as a dict and as
-a table for the terminal."""
+"""The state of a paper account, read from its ledger alone (no run, no feed).
+
+:func:`ledger_status` gives it as a dict, :func:`format_status` as a table for the terminal.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from market_metarl.live.ledger import Ledger
+from market_metarl.live.ledger import Account, Ledger
 
 
-def account_status(ledger: Ledger) -> dict[str, Any]:
+def ledger_status(ledger: Ledger) -> dict[str, Any]:
     """Positions, equity, PnL against buy-and-hold, the last adaptation and the guardrail state.
 
     Keys: ``account``, ``last_step_date``, ``equity``, ``cash``, ``positions`` (symbol -> weight at
@@ -33,17 +35,7 @@ def account_status(ledger: Ledger) -> dict[str, Any]:
     total = equity / account.initial_cash - 1.0
     bh_return = bh / account.initial_cash - 1.0
     return {
-        "account": {
-            "id": account.account_id,
-            "symbol": account.symbol,
-            "run": account.run_path,
-            "algo": account.algo,
-            "feed": account.feed,
-            "created": account.created,
-            "origin": account.origin,
-            "adapt_days": account.adapt_days,
-            "every": account.every,
-        },
+        "account": _account_info(account),
         "last_step_date": last.isoformat() if last else None,
         "last_mark_date": mark.date if mark else None,
         "equity": equity,
@@ -71,6 +63,21 @@ def account_status(ledger: Ledger) -> dict[str, Any]:
                 {"date": d, "kind": k, "detail": t} for d, k, t in ledger.events(limit=5)
             ],
         },
+    }
+
+
+def _account_info(account: Account) -> dict[str, Any]:
+    """The ``account`` entry of the status."""
+    return {
+        "id": account.account_id,
+        "symbol": account.symbol,
+        "run": account.run_path,
+        "algo": account.algo,
+        "feed": account.feed,
+        "created": account.created,
+        "origin": account.origin,
+        "adapt_days": account.adapt_days,
+        "every": account.every,
     }
 
 

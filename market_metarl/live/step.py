@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from market_metarl.live.account import PaperSession
 from market_metarl.live.broker import OrderRequest, PaperBroker, fill_book
@@ -64,6 +63,7 @@ class StepResult:
     events: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict."""
         d = asdict(self)
         d["events"] = list(self.events)
         return d
@@ -75,18 +75,15 @@ def client_id(account_id: str, day: dt.date, symbol: str) -> str:
 
 
 def state_hash(agent: Agent) -> str:
-    """Hash of an adapted agent: its parameter tensors (gradient agents) or hidden state (RL^2)."""
+    """Hash of an adapted agent's task state (:meth:`~market_metarl.meta.contracts.Agent.task_state`).
+
+    The names and the bytes of the arrays, in the order the agent returns them and in the dtype it
+    returns (a gradient agent's parameters, RL^2's hidden state, PEARL's posterior mean...).
+    """
     h = hashlib.sha256()
-    params = getattr(agent, "params", None)
-    if isinstance(params, dict):
-        tensors = sorted(params.items())
-    else:
-        names = ("h", "prev_w", "prev_r")
-        tensors = [(n, getattr(agent, n)) for n in names if hasattr(agent, n)]
-    for name, value in tensors:
-        if isinstance(value, torch.Tensor):
-            h.update(name.encode())
-            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    for name, value in agent.task_state().items():
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(value).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -117,8 +114,7 @@ def step(
         return StepResult(str(asof), "noop", f"already stepped through {last}; nothing to do")
     # validate
     bars = session.feed.bars(asof, now)
-    exp = session.run.experiment
-    view = market_view(bars, exp, exp.tasks.costs, account.symbol, live=True)
+    view = market_view(bars, session.run.experiment, session.run.costs, account.symbol, live=True)
     day = view.days - 1
     if view.days == 0 or view.dates[-1] != pd.Timestamp(asof):
         raise DataError(f"{asof} is not a decision day of {session.feed.spec} (too little history)")
@@ -200,72 +196,33 @@ def _decide_and_submit(
     day: int,
     fills: int,
 ) -> StepResult:
-    ledger, account, cfg = session.ledger, session.account, session.config
-    symbol, k, every = account.symbol, account.adapt_days, account.every
-    ep = view.episode
-    asof = view.dates[day].date()
+    """Decide the as-of day's target (adapted, pooled, guarded), submit it and record the step."""
+    ledger, account = session.ledger, session.account
+    symbol, every = account.symbol, account.every
+    day_text = view.dates[day].date().isoformat()
     a = origin_row + ((day - origin_row) // every) * every
-    # adapt (recorded once per block) and decide
-    if a == day:
-        adapt_at(session.adapted, ep, a, k)
-        support = (view.dates[a - k + 1].date().isoformat(), asof.isoformat())
-        ledger.insert_adaptation(asof.isoformat(), support, k, state_hash(session.adapted))
-    held_a, reward_a = _block_start(session, view, a, origin_row)
-    target, _ = rolling_target_at(
-        session.adapted, view, origin_row, day, k, every, np.array([held_a]), reward_a
-    )
-    adapted = float(target[0])
-    mark = ledger.equity_on(asof.isoformat())
-    held = ledger.weight_on(asof.isoformat(), symbol)
+    # decide
+    adapted = _adapted_target(session, view, origin_row, a, day)
+    mark = ledger.equity_on(day_text)
+    held = ledger.weight_on(day_text, symbol)
     assert mark is not None and held is not None
-    pooled = float(act_days(session.pooled, ep, day, day + 1, np.array([held]))[0][0, 0])
-    shadow = ledger.book("pooled")
-    price = float(bars["close"].iloc[-1])
-    shadow_equity = shadow.cash + shadow.shares * price
-    shadow_held = shadow.shares * price / shadow_equity
-    shadow_target = float(
-        act_days(session.pooled, ep, day, day + 1, np.array([shadow_held]))[0][0, 0]
-    )
+    pooled = float(act_days(session.pooled, view.episode, day, day + 1, np.array([held]))[0][0, 0])
+    shadow_target = _pooled_shadow_target(session, view, bars, day)
     # guard
-    killed, fallback = ledger.guard_state()
-    history = ledger.equity_rows(limit=cfg.fallback_window + 1)
-    decision: GuardDecision = decide(
-        cfg,
-        killed,
-        fallback,
-        adapted,
-        pooled,
-        held,
-        [r.equity for r in history],
-        [r.pooled_equity or 0.0 for r in history],
-        max(ledger.peak_equity(), account.initial_cash),
-    )
+    decision = _guard(session, adapted, pooled, held, day_text)
     # submit and record
     cid = None
     if decision.target is not None:
-        cid = client_id(account.account_id, asof, symbol)
-        PaperBroker(ledger, session.costs).submit(OrderRequest(cid, symbol, decision.target, asof))
-    day_text = asof.isoformat()
-    ledger.set_shadow(replace(shadow, pending=shadow_target, pending_date=day_text), day_text)
+        cid = client_id(account.account_id, view.dates[day].date(), symbol)
+        order = OrderRequest(cid, symbol, decision.target, view.dates[day].date())
+        PaperBroker(ledger, session.costs).submit(order)
+    ledger.set_shadow(
+        replace(ledger.book("pooled"), pending=shadow_target, pending_date=day_text), day_text
+    )
     bh = ledger.book("buy_and_hold")
     ledger.set_shadow(replace(bh, pending=1.0, pending_date=day_text), day_text)
-    for event in decision.events:
-        ledger.insert_event(day_text, event.kind, event.detail)
-    if (decision.killed, decision.fallback) != (killed, fallback):
-        ledger.set_guard_state(decision.killed, decision.fallback, day_text)
-    ledger.insert_step(
-        {
-            "date": day_text,
-            "adaptation_date": view.dates[a].date().isoformat(),
-            "policy": decision.policy,
-            "adapted_target": adapted,
-            "pooled_target": pooled,
-            "target": decision.target,
-            "client_id": cid,
-            "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-    )
-    ledger.set_stepped(day_text)
+    block = view.dates[a].date().isoformat()
+    _record_step(ledger, day_text, block, decision, adapted, pooled, cid)
     return StepResult(
         day_text,
         "stepped",
@@ -275,7 +232,7 @@ def _decide_and_submit(
         policy=decision.policy,
         adapted_target=adapted,
         pooled_target=pooled,
-        adaptation_date=view.dates[a].date().isoformat(),
+        adaptation_date=block,
         equity=mark.equity,
         cash=mark.cash,
         fills=fills,
@@ -283,15 +240,82 @@ def _decide_and_submit(
     )
 
 
-def reset_guardrails(ledger: Ledger) -> tuple[bool, bool]:
-    """Clear the kill switch and the fallback (one transaction, recorded as a ``reset`` event).
+def _adapted_target(
+    session: PaperSession, view: MarketView, origin_row: int, a: int, day: int
+) -> float:
+    """The adapted agent's target on ``day`` of the block starting at ``a``.
 
-    Returns:
-        The ``(killed, fallback)`` flags before the reset.
+    On the block's first day the agent adapts (on the K days up to it) and the adaptation is
+    recorded; otherwise the block is replayed from its adaptation day.
     """
-    with ledger.transaction():
-        killed, fallback = ledger.guard_state()
-        day = (ledger.last_step() or dt.date.today()).isoformat()
-        ledger.insert_event(day, "reset", {"killed": killed, "fallback": fallback})
-        ledger.set_guard_state(False, False, day)
-    return killed, fallback
+    ledger, k, every = session.ledger, session.account.adapt_days, session.account.every
+    if a == day:
+        adapt_at(session.adapted, view.episode, a, k)
+        asof = view.dates[day].date().isoformat()
+        support = (view.dates[a - k + 1].date().isoformat(), asof)
+        ledger.insert_adaptation(asof, support, k, state_hash(session.adapted))
+    held_a, reward_a = _block_start(session, view, a, origin_row)
+    target, _ = rolling_target_at(
+        session.adapted, view, origin_row, day, k, every, np.array([held_a]), reward_a
+    )
+    return float(target[0])
+
+
+def _guard(
+    session: PaperSession, adapted: float, pooled: float, held: float, day: str
+) -> GuardDecision:
+    """The guardrails' decision (:func:`~market_metarl.live.guardrails.decide`), recorded."""
+    ledger, cfg = session.ledger, session.config
+    killed, fallback = ledger.guard_state()
+    history = ledger.equity_rows(limit=cfg.fallback_window + 1)
+    decision = decide(
+        cfg,
+        killed,
+        fallback,
+        adapted,
+        pooled,
+        held,
+        [r.equity for r in history],
+        [r.pooled_equity or 0.0 for r in history],
+        max(ledger.peak_equity(), session.account.initial_cash),
+    )
+    for event in decision.events:
+        ledger.insert_event(day, event.kind, event.detail)
+    if (decision.killed, decision.fallback) != (killed, fallback):
+        ledger.set_guard_state(decision.killed, decision.fallback, day)
+    return decision
+
+
+def _pooled_shadow_target(
+    session: PaperSession, view: MarketView, bars: pd.DataFrame, day: int
+) -> float:
+    """The pooled policy's target for its shadow book (from the weight that book holds)."""
+    shadow = session.ledger.book("pooled")
+    price = float(bars["close"].iloc[-1])
+    held = shadow.shares * price / (shadow.cash + shadow.shares * price)
+    return float(act_days(session.pooled, view.episode, day, day + 1, np.array([held]))[0][0, 0])
+
+
+def _record_step(
+    ledger: Ledger,
+    day: str,
+    block: str,
+    decision: GuardDecision,
+    adapted: float,
+    pooled: float,
+    cid: str | None,
+) -> None:
+    """The step's row, and its close marked as stepped."""
+    ledger.insert_step(
+        {
+            "date": day,
+            "adaptation_date": block,
+            "policy": decision.policy,
+            "adapted_target": adapted,
+            "pooled_target": pooled,
+            "target": decision.target,
+            "client_id": cid,
+            "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+    )
+    ledger.set_stepped(day)

@@ -32,15 +32,21 @@ SMALL_CONFIG: dict[str, Any] = {
 """A tiny synthetic task distribution (trains in seconds) with a never-binding ``[paper]`` table."""
 
 
-def train_run(out: Path, algo: str = "maml", paper: dict[str, Any] | None = None) -> Path:
-    """Train a tiny run into ``out`` in-process."""
+def train_run(
+    out: Path,
+    algo: str = "maml",
+    paper: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+) -> Path:
+    """Train a tiny run into ``out`` in-process (``train``: keys merged into ``[train]``)."""
     from market_metarl.meta.experiment import Experiment
-    from market_metarl.meta.trainer import train
+    from market_metarl.meta.trainer import train as train_
 
     cfg = copy.deepcopy(SMALL_CONFIG)
     if paper is not None:
         cfg["paper"] = paper
-    return train(Experiment.from_config(cfg), algo, out)
+    cfg["train"].update(train or {})
+    return train_(Experiment.from_config(cfg), algo, out)
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +59,13 @@ def maml_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rl2_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained RL^2 run whose guardrails never bind."""
     return train_run(tmp_path_factory.mktemp("runs") / "rl2", "rl2")
+
+
+PEARL_TRAIN: dict[str, Any] = {"pearl_iterations": 3}
+"""PEARL's own budget (its default is 1500 updates, not ``iterations``): a few updates suffice."""
+
+
+@pytest.fixture(scope="session")
+def pearl_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained PEARL run (tiny budget) whose guardrails never bind."""
+    return train_run(tmp_path_factory.mktemp("runs") / "pearl", "pearl", train=PEARL_TRAIN)

@@ -1,0 +1,75 @@
+"""The ``market-metarl`` command line (also ``python -m market_metarl``): one module per command.
+
+Exit codes: 0 success; 2 bad input, with one line ``error: ...`` on stderr and no traceback; 1 for
+anything unexpected. Heavy libraries are imported inside the handlers, so ``--help``,
+``--version`` and ``data list`` answer fast.
+
+Modules: ``_common`` (the parser, exit codes, shared options), ``data``, ``regimes``, ``train``,
+``sweep``, ``backtest`` and ``paper``; each has a ``register(sub)`` that adds its subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from market_metarl import __version__
+from market_metarl.cli import backtest, data, paper, regimes, sweep, train
+from market_metarl.cli._common import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    Parser,
+    UsageError,
+)
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "EXIT_UNEXPECTED", "UsageError", "build_parser", "main"]
+
+COMMANDS = (data, regimes, train, backtest, sweep, paper)
+"""The command modules, in the order ``--help`` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command (each handler is the ``handler`` default of its namespace)."""
+    parser = Parser(
+        prog="market-metarl",
+        description="Meta-RL that adapts trading strategies to new market regimes.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (bad input: one ``error:`` line, 2)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.handler(args))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """Whether ``exc`` is a :class:`~market_metarl.types.MarketMetaRLError` (bad input: exit 2).
+
+    Looked up in ``sys.modules`` rather than imported: ``market_metarl.types`` imports pandas,
+    which ``data list`` must not wait for, and if it was never imported, no error of it was raised.
+    """
+    types = sys.modules.get("market_metarl.types")
+    return types is not None and isinstance(exc, types.MarketMetaRLError)

@@ -1,0 +1,180 @@
+"""``market-metarl paper init|step|run|status|reset``: the paper-trading commands.
+
+Each handler turns its options into one call of :mod:`market_metarl.live.api` and prints what
+comes back, as text or (``--json``) as one JSON object per line. The trading commands import torch
+when they run; ``paper status`` and ``paper reset`` do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from market_metarl.cli._common import EXIT_OK, Parser, SubParsers, UsageError
+
+if TYPE_CHECKING:
+    from market_metarl.live.api import RunStart
+    from market_metarl.live.step import StepResult
+
+HELPS = {
+    "init": "create the ledger of a paper account for a trained run and a feed",
+    "step": "the daily step: adapt, decide, guard, submit, record (once per as-of date)",
+    "run": "step once per trading day (replay: through --asof), resume, stop on SIGINT/TERM",
+    "status": "positions, equity, PnL against buy-and-hold, adaptation and guardrails",
+    "reset": "clear the kill switch and the fallback to the pooled policy",
+}
+"""The subcommands and their one-line help."""
+
+
+def register(sub: SubParsers) -> None:
+    """Add ``paper`` and its subcommands."""
+    paper = sub.add_parser("paper", help="paper trading: adapt daily, trade, keep a ledger")
+    paper_sub = paper.add_subparsers(dest="paper_command", required=True, parser_class=Parser)
+    for name, text in HELPS.items():
+        p = paper_sub.add_parser(name, help=text)
+        p.add_argument("--db", required=True, help="ledger file (SQLite), e.g. paper/spy.db")
+        if name in ("init", "step", "run"):
+            need = name == "init"
+            p.add_argument("--run", required=need, help="trained run directory, e.g. runs/NAME")
+            p.add_argument("--feed", required=need, help="yfinance:SPY, or bundled:SPY (replay)")
+        if name in ("step", "run"):
+            p.add_argument("--asof", help="as-of trading day YYYY-MM-DD (run: the last one)")
+        if name == "run":
+            p.add_argument("--start", help="first as-of day of an account not stepped yet")
+            p.add_argument("--every", type=float, help="seconds between steps (default: daily)")
+        if name == "init":
+            p.add_argument("--cash", type=float, help="initial cash (default: [paper] cash)")
+            p.add_argument("--adapt-days", type=int, help="K (default: the run's adapt_days)")
+            p.add_argument("--adapt-every", type=int, help="R (default: [paper] every, 20)")
+        p.add_argument("--json", action="store_true", help="print JSON instead of text")
+        p.set_defaults(handler=dispatch)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Dispatch ``paper SUBCOMMAND``."""
+    sys.stdout.flush()
+    return HANDLERS[args.paper_command](args)
+
+
+def parse_date(text: str | None, what: str = "--asof") -> dt.date | None:
+    """A ``YYYY-MM-DD`` option as a date (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{what} must be a date like 2020-01-31, got {text!r}") from None
+
+
+def _say(args: argparse.Namespace, text: str, obj: dict[str, Any]) -> None:
+    print(json.dumps(obj, sort_keys=True) if args.json else text, flush=True)
+
+
+def _print_step(args: argparse.Namespace, result: StepResult) -> None:
+    if result.status != "stepped":
+        text = f"{result.date or '-'}  {result.status}: {result.message}"
+    else:
+        target = "none" if result.target is None else f"{result.target:+.4f}"
+        events = f"  events {','.join(result.events)}" if result.events else ""
+        text = (
+            f"{result.date}  target {target} ({result.policy}; block {result.adaptation_date})  "
+            f"equity {result.equity:,.2f}  cash {result.cash:,.2f}  fills {result.fills}{events}"
+        )
+    _say(args, text, result.to_dict())
+
+
+def _init(args: argparse.Namespace) -> int:
+    from market_metarl.live.api import init_account
+
+    account = init_account(
+        args.db,
+        args.run,
+        args.feed,
+        cash=args.cash,
+        adapt_days=args.adapt_days,
+        every=args.adapt_every,
+    )
+    _say(
+        args,
+        f"created {args.db}: account {account.account_id} trades {account.symbol} from "
+        f"{account.feed} with {account.algo} (K={account.adapt_days}, R={account.every}), "
+        f"cash {account.initial_cash:,.2f}",
+        {"db": str(args.db), "account_id": account.account_id, "symbol": account.symbol},
+    )
+    return EXIT_OK
+
+
+def _step(args: argparse.Namespace) -> int:
+    from market_metarl.live.api import step_account
+
+    asof = parse_date(args.asof)
+    result = step_account(args.db, asof=asof, run_path=args.run, feed_spec=args.feed)
+    _print_step(args, result)
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    import threading
+
+    from market_metarl.live.api import run_account
+    from market_metarl.live.loop import stop_on_signals
+
+    until, start = parse_date(args.asof), parse_date(args.start, "--start")
+    if args.every is not None and args.every < 0:
+        raise UsageError(f"--every must be >= 0 seconds, got {args.every}")
+
+    def on_start(at: RunStart) -> None:
+        last = at.last_step
+        _say(
+            args,
+            f"paper run: {args.db} ({at.symbol}, {at.feed}) resuming after {last or 'no step yet'}",
+            {"status": "running", "last_step_date": str(last) if last else None},
+        )
+
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        done = run_account(
+            args.db,
+            run_path=args.run,
+            feed_spec=args.feed,
+            until=until,
+            start=start,
+            every=args.every,
+            stop=stop,
+            on_start=on_start,
+            on_step=lambda r: _print_step(args, r),
+        )
+    how, last = ("stopped by signal" if done.stopped else "done"), done.last_step
+    _say(
+        args,
+        f"paper run: {how} after {done.steps} step(s); last step {last or '-'}",
+        {"status": how, "steps": done.steps, "last_step_date": str(last) if last else None},
+    )
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from market_metarl.live.api import account_status
+    from market_metarl.live.status import format_status
+
+    status = account_status(args.db)
+    if args.json:
+        print(json.dumps(status, sort_keys=True, default=str))
+    else:
+        print(format_status(status))
+    return EXIT_OK
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from market_metarl.live.api import reset_account
+
+    was = reset_account(args.db)
+    _say(args, f"guardrails reset (were: killed={was[0]}, fallback={was[1]})", {"was": was})
+    return EXIT_OK
+
+
+HANDLERS = {"init": _init, "step": _step, "run": _run, "status": _status, "reset": _reset}
+"""The handler of each ``paper`` subcommand."""

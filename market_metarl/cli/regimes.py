@@ -1,0 +1,45 @@
+"""``market-metarl regimes``: slice a source into labelled regimes (CSV, plot, table)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from market_metarl.cli._common import EXIT_OK, SubParsers, parse_param, write_text
+
+
+def register(sub: SubParsers) -> None:
+    """Add ``regimes``."""
+    p = sub.add_parser("regimes", help="slice a source into labelled regimes")
+    p.add_argument("source", help="bundled:SPY, csv:FILE, yfinance:SPY or synthetic:NAME")
+    p.add_argument("--method", required=True, choices=["window", "trend-vol", "hmm", "changepoint"])
+    p.add_argument("--min-length", type=int, default=40, help="fewest bars per regime")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter"
+    )
+    p.add_argument("--out", help="write the regimes as CSV")
+    p.add_argument("--plot", help="write a PNG of the price with regimes shaded")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Slice the source, write the CSV and the plot if asked, print the regimes."""
+    from market_metarl.data.regimes import regimes_to_frame, slice_regimes
+    from market_metarl.data.sources import load_bars
+    from market_metarl.data.tasks import symbol_name
+
+    bars = load_bars(args.source)
+    params = dict(parse_param(p) for p in args.param)
+    found = slice_regimes(
+        bars, args.method, symbol_name(args.source), args.min_length, args.seed, **params
+    )
+    frame = regimes_to_frame(found, bars)
+    if args.out:
+        write_text(Path(args.out), frame.to_csv(index=False))
+    if args.plot:
+        from market_metarl.data.plotting import plot_regimes
+
+        plot_regimes(bars, found, args.plot, title=f"{args.source}: {args.method} regimes")
+    print(frame.to_string(index=False))
+    return EXIT_OK

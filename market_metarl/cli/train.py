@@ -1,0 +1,77 @@
+"""``market-metarl train``: meta-train an algorithm (and its pooled baseline) with progress bars."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from market_metarl.cli._common import (
+    EXIT_OK,
+    SubParsers,
+    add_algo,
+    add_backend,
+    backend_of,
+    check_backend,
+    require_positive,
+)
+
+if TYPE_CHECKING:
+    from market_metarl.meta.trainer import TrainEvent
+
+
+def register(sub: SubParsers) -> None:
+    """Add ``train``."""
+    p = sub.add_parser("train", help="meta-train an algorithm and the pooled baseline")
+    p.add_argument("--config", required=True, help="task distribution, e.g. envs/default.toml")
+    add_algo(p)
+    p.add_argument("--out", required=True, help="run directory, e.g. runs/default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, help="override [train] iterations")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_backend(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the run into ``--out``, one progress bar per learner."""
+    from market_metarl.meta.experiment import Experiment
+    from market_metarl.meta.trainer import train, with_iterations
+    from market_metarl.seeding import seed_everything
+
+    require_positive(args, "iterations")
+    check_backend(args)
+    seed_everything(args.seed)
+    exp = with_iterations(Experiment.from_file(args.config), args.iterations)
+    algo = args.algo or exp.train.algo
+    print(f"{len(exp.tasks.split('train'))} train tasks, {len(exp.tasks.split('test'))} test tasks")
+    with backend_of(args) as backend:
+        run_dir = train(
+            exp,
+            algo,
+            args.out,
+            seed=args.seed,
+            resume=args.resume,
+            on_event=_progress_bars(),
+            backend=backend,
+        )
+    print(f"run written to {run_dir}")
+    return EXIT_OK
+
+
+def _progress_bars() -> Callable[[TrainEvent], None]:
+    """A training-event callback that keeps one tqdm bar per learner."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def on_event(event: TrainEvent) -> None:
+        bar = bars.get(event.learner)
+        if bar is None:
+            bar = bars[event.learner] = tqdm(total=event.total, desc=event.learner, unit="it")
+        bar.update(event.iteration - bar.n)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in event.metrics.items()})
+        if event.iteration == event.total:
+            bar.close()
+
+    return on_event
