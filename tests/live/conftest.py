@@ -38,7 +38,8 @@ def train_run(
     paper: dict[str, Any] | None = None,
     train: dict[str, Any] | None = None,
 ) -> Path:
-    """Train a tiny run into ``out`` in-process (``train``: keys merged into ``[train]``)."""
+    """Train a tiny run into ``out`` in-process (``train``: keys merged into ``[train]``; a dict
+    value is an algorithm table, e.g. ``{"pearl": {"iterations": 3}}``)."""
     from market_metarl.meta.experiment import Experiment
     from market_metarl.meta.trainer import train as train_
 
@@ -61,7 +62,7 @@ def rl2_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_run(tmp_path_factory.mktemp("runs") / "rl2", "rl2")
 
 
-PEARL_TRAIN: dict[str, Any] = {"pearl_iterations": 3}
+PEARL_TRAIN: dict[str, Any] = {"pearl": {"iterations": 3}}
 """PEARL's own budget (its default is 1500 updates, not ``iterations``): a few updates suffice."""
 
 
