@@ -1,7 +1,7 @@
 """The backtrader bridge: the only module that imports backtrader.
 
 One thin ``bt.Strategy`` replays a target-weight schedule that was decided beforehand by the
-protocols (:mod:`market_metarl.backtest.protocols`, through :mod:`market_metarl.meta.protocol`):
+protocols (:mod:`market_metarl.backtest.markets`, through :mod:`market_metarl.meta.protocol`):
 after the close of each decision day it sends a market order that backtrader fills at the next
 open (``cheat_on_open`` and cheat-on-close off: backtrader's default market-order semantics), and
 an analyzer records the account's equity at every close.

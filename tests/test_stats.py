@@ -8,14 +8,14 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from market_metarl.backtest import metrics as M
-from market_metarl.backtest.stats import (
+from market_metarl.stats import (
     EULER_GAMMA,
     bootstrap_ci,
     deflated_sharpe,
     expected_max_sharpe,
     moments,
     prob_beats,
+    sharpe,
 )
 
 
@@ -27,7 +27,7 @@ def _runs(n_tasks: int, n_seeds: int, seed: int = 0) -> list[list[np.ndarray]]:
 
 
 def _sharpe(r: np.ndarray) -> float:
-    return M.sharpe(r, 252)
+    return sharpe(r, 252)
 
 
 def test_ci_contains_point_and_shrinks_with_more_tasks() -> None:

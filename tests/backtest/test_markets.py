@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 from conftest import synthetic_bars, write_csv
 
-from market_metarl.backtest.protocols import (
+from market_metarl.backtest.markets import (
     regime_markets,
     regime_spans,
     rolling_markets,
     schedule,
 )
 from market_metarl.backtest.rules import RuleAgent, TrailingReturn
+from market_metarl.backtest.strategies import make_agent
 from market_metarl.meta.run import TrainedRun
 from market_metarl.types import DataError, RunError
 
@@ -32,15 +33,9 @@ def _altered(bars: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
     return out
 
 
-def _agent(run: TrainedRun, name: str, market):  # type: ignore[no-untyped-def]
-    if name in ("momentum", "mean_reversion"):
-        return RuleAgent(name, market.bars, market.view)
-    return run.agent(name, 0)
-
-
 def _positions(run: TrainedRun, markets, protocol: str, k: int, every: int) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     m = markets[0]
-    cols = {s: schedule(_agent(run, s, m), m, protocol, k, every) for s in STRATEGIES}  # type: ignore[arg-type]
+    cols = {s: schedule(make_agent(run, s, 0, m), m, protocol, k, every) for s in STRATEGIES}  # type: ignore[arg-type]
     return pd.DataFrame(cols, index=m.view.dates)
 
 
