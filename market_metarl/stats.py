@@ -219,8 +219,11 @@ def deflated_sharpe(
 
 
 def moments(returns: np.ndarray) -> tuple[float, float, float]:
-    """``(per-period Sharpe, skewness, kurtosis)`` of returns (population moments; kurtosis not
-    excess). Sharpe uses ``ddof=1``, as :func:`sharpe` does."""
+    """``(per-period Sharpe, skewness, kurtosis)`` of returns.
+
+    Skewness and kurtosis are population moments (kurtosis not excess: 3 for normal returns); the
+    Sharpe ratio is not annualised and uses ``ddof=1``, as :func:`sharpe` does.
+    """
     r = np.asarray(returns, dtype=np.float64)
     if len(r) < 3:
         return math.nan, 0.0, 3.0

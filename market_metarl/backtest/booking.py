@@ -85,7 +85,7 @@ def book(
 def native_check(
     account: BacktestBook, model: CostModel, cash: float
 ) -> tuple[dict[str, Any], pd.Series]:
-    """backtrader's own ``order_target_percent`` on one book, against the env's books."""
+    """Book ``account``'s targets with backtrader's own ``order_target_percent``, against the env."""
     from market_metarl.backtest.bridge import run_backtrader
 
     native = run_backtrader(account.market.bars, account.targets, model, cash, sizing="close")
@@ -113,16 +113,20 @@ class Job:
 
 @dataclass(frozen=True)
 class Piece:
-    """One strategy and seed on one market: its book, and the strategy under test's zero-shot
-    task returns (its policy before adapting, on the same days)."""
+    """One strategy and seed on one market: its book and, for the strategy under test, zero-shot.
+
+    Attributes:
+        account: The book.
+        zero_shot: Task returns of the same policy before adapting, on the same days (only for
+            the strategy under test).
+    """
 
     account: BacktestBook
     zero_shot: list[np.ndarray] | None
 
 
 def backtest_piece(job: Job, unit: tuple[str, int, int]) -> Piece:
-    """The piece function of a backtest: one ``(strategy, seed, market index)`` through the
-    protocol and both books."""
+    """The piece function of a backtest: one ``(strategy, seed, market index)``, both books."""
     strategy, seed, m = unit
     market = job.markets[m]
     agent = make_agent(job.run, strategy, seed, market)

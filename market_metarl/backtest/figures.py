@@ -1,5 +1,4 @@
-"""The numbers of ``metrics.json``: per-strategy figures, intervals, P(beats), deflated Sharpe,
-and the reconciliation of backtrader with the env.
+"""The numbers of ``metrics.json``: figures, intervals, P(beats), deflated Sharpe, reconciliation.
 
 Figures are computed on the simple daily returns of each book's equity on its active days (see
 :mod:`~market_metarl.backtest.results`), pooled over markets, with
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from market_metarl.backtest import metrics as M
+from market_metarl.backtest.metrics import annual_return, max_drawdown, summary
 from market_metarl.backtest.results import Backtest
 from market_metarl.backtest.simulate import RECONCILE_TOLERANCE, reconcile
 from market_metarl.backtest.strategies import UNDER_TEST
@@ -90,11 +89,11 @@ def statistics(bt: Backtest, n_boot: int, rng: np.random.Generator) -> dict[str,
     """Per-strategy figures with intervals, P(adapted beats X), the deflated Sharpe ratio."""
     labels = list(dict.fromkeys(a.label for a in bt.accounts))
     strategies = list(dict.fromkeys(a.strategy for a in bt.accounts))
-    figures = {label: M.summary(*pooled(bt, label), PPY) for label in labels}
+    figures = {label: summary(*pooled(bt, label), PPY) for label in labels}
     stats_fns = {
         "sharpe": lambda r: sharpe(r, PPY),
-        "annual_return": lambda r: M.annual_return(r, PPY),
-        "max_drawdown": M.max_drawdown,
+        "annual_return": lambda r: annual_return(r, PPY),
+        "max_drawdown": max_drawdown,
     }
     intervals: dict[str, dict[str, Any]] = {}
     scores: dict[str, list[np.ndarray]] = {}

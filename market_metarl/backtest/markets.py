@@ -81,28 +81,42 @@ class Market:
 
     @property
     def first_row(self) -> int:
+        """Adaptation row of the first segment (the first decision traded)."""
         return self.segments[0].adapt_row
 
     @property
     def stop_row(self) -> int:
+        """One past the last decision row traded."""
         return self.segments[-1].stop_row
 
 
 class FrozenAgent:
-    """An agent with adaptation switched off: its zero-shot (pre-adaptation) behaviour."""
+    """An agent with adaptation switched off: its zero-shot (pre-adaptation) behaviour.
+
+    Args:
+        agent: The agent whose adaptation is skipped.
+    """
 
     def __init__(self, agent: Agent) -> None:
+        """Wrap ``agent``."""
         self.inner = agent
         self.name = f"{agent.name}-zero-shot"
 
     def init(self) -> None:
+        """Reset the wrapped agent."""
         self.inner.init()
 
     def adapt(self, support: Episode) -> None:
+        """Ignore the support days: the agent stays as it was initialised."""
         return None
 
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
+        """The wrapped agent's target weights."""
         return self.inner.act(obs, reward)
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """The wrapped agent's state (never adapted)."""
+        return self.inner.task_state()
 
 
 def _stamp(when: dt.date | str | None) -> pd.Timestamp | None:

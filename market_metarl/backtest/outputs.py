@@ -35,8 +35,10 @@ def json_safe(obj: Any) -> Any:
 
 
 def positions_frame(bt: Backtest) -> pd.DataFrame:
-    """``date,strategy,symbol,position,equity``: one row per account and day (the last day of an
-    account has no decision: its position is empty)."""
+    """``date,strategy,symbol,position,equity``: one row per book and day.
+
+    The last day of a book has no decision: its position is empty.
+    """
     frames = []
     for acc in bt.accounts:
         position = acc.targets.reindex(acc.equity.index)

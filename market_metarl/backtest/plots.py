@@ -31,7 +31,7 @@ def _plt() -> Any:
 
 
 def _curves(bt: Backtest) -> tuple[Any, dict[str, np.ndarray], list[tuple[int, int, str]]]:
-    """x values, growth of 1 per strategy (seed 0) and shaded spans ``(x0, x1, label)``.
+    """The x values, growth of 1 per strategy (seed 0) and shaded spans ``(x0, x1, label)``.
 
     One market: x is the date and equity is the account's. Several: x counts active days, the
     markets' active days pooled in order.
@@ -173,7 +173,7 @@ def plot_gain(gains: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_reconciliation(bt: Backtest, path: Path) -> Path:
-    """backtrader vs env equity of one account, and the daily relative differences (log scale)."""
+    """Equity of one book in backtrader and in the env, and their daily relative differences."""
     plt = _plt()
     acc = bt.accounts[0]
     fig, (ax, ax_d) = plt.subplots(

@@ -47,6 +47,7 @@ class MarketView:
 
     @property
     def days(self) -> int:
+        """Number of decision days."""
         return len(self.dates)
 
     def row(self, when: dt.date | str | pd.Timestamp) -> int:
