@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from market_metarl.backtest.markets import Market
-from market_metarl.backtest.rules import RuleAgent
-from market_metarl.meta.contracts import Agent
-from market_metarl.meta.run import TrainedRun
 from market_metarl.types import ConfigError
+
+if TYPE_CHECKING:  # types only: the registry imports nothing heavy, so a CLI can read it at once
+    from market_metarl.backtest.markets import Market
+    from market_metarl.meta.contracts import Agent
+    from market_metarl.meta.run import TrainedRun
 
 Kind = Literal["learned", "rule"]
 
@@ -115,6 +116,8 @@ def make_agent(run: TrainedRun, name: str, seed: int, market: Market) -> Agent:
         ConfigError: ``name`` is not a strategy (the message lists the valid ones).
     """
     if strategy(name).kind == "rule":
+        from market_metarl.backtest.rules import RuleAgent
+
         env = run.env_spec
         return RuleAgent(name, market.bars, market.view, env.long_only, env.max_leverage)
     return run.agent(name, seed)
