@@ -98,7 +98,8 @@ def test_meta_training_is_identical_to_the_local_backend(
 
 
 def test_backtest_is_identical_to_the_local_backend(ray_backend: RayBackend, syn_run: Path) -> None:
-    from market_metarl.backtest.runner import compute, statistics
+    from market_metarl.backtest.figures import statistics
+    from market_metarl.backtest.runner import compute
     from market_metarl.meta.run import TrainedRun
 
     for protocol in ("regime", "rolling"):

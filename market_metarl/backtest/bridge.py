@@ -1,7 +1,7 @@
 """The backtrader bridge: the only module that imports backtrader.
 
 One thin ``bt.Strategy`` replays a target-weight schedule that was decided beforehand by the
-protocols (:mod:`market_metarl.backtest.protocols`, through :mod:`market_metarl.meta.protocol`):
+protocols (:mod:`market_metarl.backtest.markets`, through :mod:`market_metarl.meta.protocol`):
 after the close of each decision day it sends a market order that backtrader fills at the next
 open (``cheat_on_open`` and cheat-on-close off: backtrader's default market-order semantics), and
 an analyzer records the account's equity at every close.
@@ -206,6 +206,21 @@ class BridgeResult:
     rejected: int
 
 
+def _cerebro(model: CostModel, initial_cash: float) -> tuple[bt.Cerebro, CostModelCommission]:
+    """A Cerebro whose broker charges the cost model: market orders filled at the next open."""
+    comm = CostModelCommission()
+    comm.model, comm.slippage = model, model.rate - model.fee_rate
+    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=False, maxcpus=1)
+    cerebro.broker.set_cash(float(initial_cash))
+    cerebro.broker.set_coc(False)
+    cerebro.broker.set_checksubmit(False)
+    cerebro.broker.set_slippage_perc(
+        comm.slippage, slip_open=True, slip_limit=True, slip_match=True, slip_out=True
+    )
+    cerebro.broker.addcommissioninfo(comm)
+    return cerebro, comm
+
+
 def run_backtrader(
     bars: pd.DataFrame,
     targets: pd.Series,
@@ -248,16 +263,7 @@ def run_backtrader(
     if inv_adv is not None:
         adv = dict(zip(pd.DatetimeIndex(inv_adv.index).date, inv_adv.to_numpy(), strict=True))
 
-    comm = CostModelCommission()
-    comm.model, comm.slippage = model, model.rate - model.fee_rate
-    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=False, maxcpus=1)
-    cerebro.broker.set_cash(float(initial_cash))
-    cerebro.broker.set_coc(False)
-    cerebro.broker.set_checksubmit(False)
-    cerebro.broker.set_slippage_perc(
-        comm.slippage, slip_open=True, slip_limit=True, slip_match=True, slip_out=True
-    )
-    cerebro.broker.addcommissioninfo(comm)
+    cerebro, comm = _cerebro(model, initial_cash)
     cerebro.adddata(bt.feeds.PandasData(dataname=frame))
     cerebro.addstrategy(
         _TargetWeights, targets=dates, inv_adv=adv, model=model, comm=comm, sizing=sizing

@@ -10,6 +10,9 @@ Conventions (the same as empyrical's, which the tests cross-check):
 - drawdowns are negative fractions of the running peak of equity, the starting equity counting
   as the first peak;
 - undefined values (no days, zero volatility, no drawdown for Calmar) are ``nan``.
+
+:func:`sharpe` is :func:`market_metarl.stats.sharpe` (the one Sharpe ratio, shared with the
+sweep's scores), re-exported here with the other figures.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from market_metarl.stats import sharpe
 
 METRIC_NAMES: tuple[str, ...] = (
     "total_return",
@@ -71,23 +76,6 @@ def annual_vol(returns: np.ndarray, periods_per_year: int) -> float:
     if len(r) < 2:
         return math.nan
     return float(np.std(r, ddof=1) * math.sqrt(periods_per_year))
-
-
-def sharpe(returns: np.ndarray, periods_per_year: int, risk_free: float = 0.0) -> float:
-    """Annualised Sharpe ratio: ``mean(r - rf) / std(r - rf, ddof=1) * sqrt(periods_per_year)``.
-
-    Args:
-        returns: Simple per-period returns.
-        periods_per_year: Periods in a year.
-        risk_free: Per-period simple risk-free rate.
-    """
-    excess = _arr(returns) - risk_free
-    if len(excess) < 2:
-        return math.nan
-    sd = float(np.std(excess, ddof=1))
-    if sd < 1e-15:
-        return math.nan
-    return float(np.mean(excess) / sd * math.sqrt(periods_per_year))
 
 
 def sortino(returns: np.ndarray, periods_per_year: int, required_return: float = 0.0) -> float:

@@ -9,26 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from market_metarl.backtest import metrics as M
+from market_metarl.backtest.metrics import drawdowns
+from market_metarl.backtest.results import Backtest
+from market_metarl.backtest.strategies import STRATEGIES, UNDER_TEST
+from market_metarl.stats import sharpe
 from market_metarl.types import TRADING_DAYS_PER_YEAR
-
-if TYPE_CHECKING:
-    from market_metarl.backtest.runner import Backtest
-
-STRATEGY_COLORS: dict[str, str] = {
-    "adapted": "#d62728",
-    "pooled": "#1f77b4",
-    "finetune": "#9467bd",
-    "scratch": "#8c564b",
-    "buy_and_hold": "#000000",
-    "momentum": "#2ca02c",
-    "mean_reversion": "#ff7f0e",
-}
 
 
 def _plt() -> Any:
@@ -41,7 +31,7 @@ def _plt() -> Any:
 
 
 def _curves(bt: Backtest) -> tuple[Any, dict[str, np.ndarray], list[tuple[int, int, str]]]:
-    """x values, growth of 1 per strategy (seed 0) and shaded spans ``(x0, x1, label)``.
+    """The x values, growth of 1 per strategy (seed 0) and shaded spans ``(x0, x1, label)``.
 
     One market: x is the date and equity is the account's. Several: x counts active days, the
     markets' active days pooled in order.
@@ -100,10 +90,10 @@ def plot_equity(bt: Backtest, path: Path, order: Sequence[str]) -> Path:
             if label not in curves:
                 continue
             y = curves[label]
-            width = 2.0 if label == "adapted" else 1.0
-            color = STRATEGY_COLORS.get(label.split("/")[0])
+            width = 2.0 if label == UNDER_TEST else 1.0
+            color = STRATEGIES[label.split("/")[0]].color
             ax.plot(x, y, lw=width, color=color, label=label)
-            dd = np.concatenate([[0.0], M.drawdowns(y[1:] / y[:-1] - 1.0)])
+            dd = np.concatenate([[0.0], drawdowns(y[1:] / y[:-1] - 1.0)])
             ax_dd.plot(x, dd, lw=width * 0.8, color=color)
         ax.set_ylabel("growth of 1")
         ax.set_yscale("log")
@@ -130,7 +120,7 @@ def adaptation_gains(bt: Backtest) -> pd.DataFrame:
     """Per task: Sharpe of ``adapted`` after adaptation, zero-shot, and the gain (post - pre)."""
     rows = []
     for acc in bt.accounts:
-        if acc.label != "adapted":
+        if acc.label != UNDER_TEST:
             continue
         pre_tasks = bt.zero_shot.get(acc.market.symbol, [])
         for i, (seg, post) in enumerate(zip(acc.market.segments, acc.task_returns(), strict=True)):
@@ -140,8 +130,8 @@ def adaptation_gains(bt: Backtest) -> pd.DataFrame:
                     "symbol": acc.market.symbol,
                     "label": seg.label,
                     "start": acc.task_days[i][0].date().isoformat(),
-                    "post_sharpe": M.sharpe(post, TRADING_DAYS_PER_YEAR),
-                    "pre_sharpe": M.sharpe(pre, TRADING_DAYS_PER_YEAR),
+                    "post_sharpe": sharpe(post, TRADING_DAYS_PER_YEAR),
+                    "pre_sharpe": sharpe(pre, TRADING_DAYS_PER_YEAR),
                 }
             )
     frame = pd.DataFrame(rows, columns=["symbol", "label", "start", "post_sharpe", "pre_sharpe"])
@@ -183,7 +173,7 @@ def plot_gain(gains: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_reconciliation(bt: Backtest, path: Path) -> Path:
-    """backtrader vs env equity of one account, and the daily relative differences (log scale)."""
+    """Equity of one book in backtrader and in the env, and their daily relative differences."""
     plt = _plt()
     acc = bt.accounts[0]
     fig, (ax, ax_d) = plt.subplots(

@@ -13,7 +13,7 @@ import base64
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from market_metarl.backtest.plots import (
     adaptation_gains,
@@ -21,9 +21,8 @@ from market_metarl.backtest.plots import (
     plot_gain,
     plot_reconciliation,
 )
-
-if TYPE_CHECKING:
-    from market_metarl.backtest.runner import Backtest
+from market_metarl.backtest.results import Backtest
+from market_metarl.backtest.strategies import UNDER_TEST
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;
@@ -75,7 +74,7 @@ def _table(doc: dict[str, Any]) -> tuple[str, list[str]]:
         ci = cis.get(name, {})
         p = beats.get(name)
         p_cell = "–" if p is None else f"{p['point']:.2f}" + _ci(p, "p")
-        cls = ' class="adapted"' if name == "adapted" else ""
+        cls = ' class="adapted"' if name == UNDER_TEST else ""
         rows.append(
             f"<tr{cls}><td>{html.escape(name)}</td>"
             f"<td>{_f(f['sharpe'])}{_ci(ci.get('sharpe'))}</td>"
@@ -89,7 +88,7 @@ def _table(doc: dict[str, Any]) -> tuple[str, list[str]]:
 
 
 def _verdict(doc: dict[str, Any], order: list[str], gains: Any) -> str:
-    rank = order.index("adapted") + 1 if "adapted" in order else 0
+    rank = order.index(UNDER_TEST) + 1 if UNDER_TEST in order else 0
     n_tasks = len(gains)
     improved = int((gains["gain"] > 0).sum()) if n_tasks else 0
     mean_gain = float(gains["gain"].mean()) if n_tasks else float("nan")

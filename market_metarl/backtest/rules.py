@@ -38,6 +38,7 @@ class TrailingReturn:
     """
 
     def __init__(self, bars: pd.DataFrame, view: MarketView, lookback: int) -> None:
+        """Compute the trailing return of every decision day of ``view``."""
         close = bars["close"].astype("float64")
         trailing = close / close.shift(lookback) - 1.0
         self.values = trailing.reindex(view.dates).fillna(0.0).to_numpy()
@@ -66,6 +67,7 @@ class RuleAgent:
         long_only: bool = False,
         max_leverage: float = 1.0,
     ) -> None:
+        """Build the rule ``name`` on the market view's decision days."""
         if name not in RULES:
             raise RunError(f"unknown rule {name!r}; valid: {', '.join(RULES)}")
         lookback, self.sign = RULES[name]
@@ -77,9 +79,11 @@ class RuleAgent:
         self.day = -1
 
     def init(self) -> None:
+        """Forget the decision day."""
         self.day = -1
 
     def adapt(self, support: Episode) -> None:
+        """Locate the decision day: the row of the view at whose close ``support`` ends."""
         self.day = self._locate(support)
 
     def _locate(self, support: Episode) -> int:
@@ -96,8 +100,13 @@ class RuleAgent:
         return int(last)
 
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
+        """The rule's weight on the current decision day; then move one day on."""
         if self.day < 0:
             raise RunError(f"{self.name}: call adapt() before act(); it locates the decision day")
         weight = self.sign * float(np.sign(self.signal.at(self.day)))
         self.day += 1
         return np.array([min(max(weight, self.low), self.high)])
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """Nothing adapts: a rule only locates the decision day."""
+        return {}

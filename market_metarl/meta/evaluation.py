@@ -4,11 +4,14 @@ For each task: the agent is reset (``init``) and trades the query days zero-shot
 again, adapts on the support days, and trades the same query days. Trading steps the agent one
 day at a time with the env's observations (position after drift included) and its own realised
 daily log returns, and prices it with the one accounting, so what is scored is what the env, the
-backtest and paper trading would book.
+backtest and paper trading would book. Scores are the one Sharpe ratio
+(:func:`market_metarl.stats.sharpe`, simple daily returns) and intervals the one bootstrap
+(:func:`market_metarl.stats.bootstrap_ci`), as in the backtest's ``metrics.json``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,30 +21,57 @@ import torch
 from market_metarl.meta.contracts import Agent
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.protocol import act_days
+from market_metarl.stats import bootstrap_ci, sharpe
 from market_metarl.types import TRADING_DAYS_PER_YEAR
 
 
-def sharpe(daily: np.ndarray, periods_per_year: int = TRADING_DAYS_PER_YEAR) -> float:
-    """Annualised Sharpe ratio of daily log returns, zero risk-free rate (0 if flat)."""
-    sd = float(np.std(daily, ddof=1)) if len(daily) > 1 else 0.0
-    if sd < 1e-12:
-        return 0.0
-    return float(np.mean(daily) / sd * np.sqrt(periods_per_year))
+def task_sharpe(log_daily: np.ndarray, periods_per_year: int = TRADING_DAYS_PER_YEAR) -> float:
+    """The score of one task: :func:`market_metarl.stats.sharpe` of its daily returns.
+
+    Args:
+        log_daily: Daily **log** returns of the book (what the accounting returns); they are
+            converted to simple returns (``expm1``) so the score is the Sharpe ratio the backtest
+            reports for the same days (risk-free rate 0, ``ddof=1``).
+        periods_per_year: Periods in a year.
+
+    Returns:
+        The annualised Sharpe ratio, or 0 where it is undefined (a flat book: no variance, or
+        fewer than two days), so a task where the agent never trades scores like no skill and
+        means over tasks stay finite.
+    """
+    score = sharpe(np.expm1(np.asarray(log_daily, dtype=np.float64)), periods_per_year)
+    return score if math.isfinite(score) else 0.0
 
 
 def bootstrap_mean(x: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of ``(seeds, tasks)``, resampling tasks within seeds."""
+    """95% percentile interval of the mean of scores ``x`` ``(seeds, tasks)``.
+
+    The one bootstrap (:func:`market_metarl.stats.bootstrap_ci`, as in the backtest) on one score
+    per task and seed: tasks are resampled with
+    replacement, one seed's score is drawn within each drawn task, and the replicate is the mean
+    of the draw; the interval is the 2.5-97.5% percentile interval of ``n_boot`` replicates from
+    ``numpy.random.default_rng(seed)``.
+    """
+    scores = np.asarray(x, dtype=np.float64)
+    runs = [[scores[s, t : t + 1] for s in range(scores.shape[0])] for t in range(scores.shape[1])]
     rng = np.random.default_rng(seed)
-    s, t = x.shape
-    idx = rng.integers(0, t, size=(n_boot, s, t))
-    means = x[np.arange(s)[None, :, None], idx].mean(axis=(1, 2))
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+    ci = bootstrap_ci(runs, lambda v: float(np.mean(v)), rng, n_boot, level=0.95)
+    return ci.low, ci.high
 
 
 @dataclass(frozen=True)
 class TaskResult:
-    """One task's query-period result for one agent, before and after adaptation."""
+    """One task's query-period result for one agent, before and after adaptation.
+
+    Attributes:
+        task: Row of the episode.
+        pre_sharpe: :func:`task_sharpe` of the query days traded zero-shot.
+        post_sharpe: :func:`task_sharpe` of the query days traded after adapting.
+        pre_return: Log return of the query days, zero-shot (sum of daily log returns).
+        post_return: Log return of the query days after adapting.
+        post_daily: Daily log returns after adapting ``(horizon,)``.
+        post_weights: Target weights after adapting ``(horizon, N)``.
+    """
 
     task: int
     pre_sharpe: float
@@ -101,8 +131,8 @@ def evaluate_adaptation(
         results.append(
             TaskResult(
                 task=row,
-                pre_sharpe=sharpe(pre),
-                post_sharpe=sharpe(post),
+                pre_sharpe=task_sharpe(pre),
+                post_sharpe=task_sharpe(post),
                 pre_return=float(pre.sum()),
                 post_return=float(post.sum()),
                 post_daily=post,

@@ -47,6 +47,7 @@ class MarketView:
 
     @property
     def days(self) -> int:
+        """Number of decision days."""
         return len(self.dates)
 
     def row(self, when: dt.date | str | pd.Timestamp) -> int:
@@ -150,6 +151,31 @@ def adapt_at(agent: Agent, ep: Episode, day: int, k_days: int) -> None:
         agent.adapt(ep.window(day - k_days + 1, day))
 
 
+def rolling_blocks(origin: int, stop: int, every: int) -> list[tuple[int, int]]:
+    """The rolling protocol's blocks of rows ``origin..stop-1`` (the one place they are cut).
+
+    Adaptation days are ``origin, origin + every, origin + 2 * every, ...``; a block is
+    ``(adapt_row, stop_row)``: the agent adapts at the close of ``adapt_row`` and its decisions on
+    rows ``adapt_row .. stop_row - 1`` are traded. Each block ends where the next begins; the last
+    ends at ``stop``. The block of a day ``d >= origin`` is ``rolling_blocks(origin, d + 1,
+    every)[-1]``.
+
+    Args:
+        origin: First adaptation row.
+        stop: One past the last decision row.
+        every: R, decision days between adaptations (>= 1).
+
+    Returns:
+        The blocks in order (empty when ``stop <= origin``).
+
+    Raises:
+        DataError: ``every`` is under 1.
+    """
+    if every < 1:
+        raise DataError(f"adaptation interval must be >= 1 day, got {every}")
+    return [(a, min(a + every, stop)) for a in range(origin, stop, every)]
+
+
 def rolling_targets(
     agent: Agent,
     view: MarketView,
@@ -160,17 +186,15 @@ def rolling_targets(
 ) -> np.ndarray:
     """Target weights of decision days ``start..stop-1`` under the rolling protocol.
 
-    Adaptation days are ``start, start + every, ...``; each block starts from the weights the
-    previous block left (flat before ``start``).
+    Blocks are :func:`rolling_blocks` ``(start, stop, every)``; each block starts from the weights
+    the previous block left (flat before ``start``).
     """
-    if every < 1:
-        raise DataError(f"adaptation interval must be >= 1 day, got {every}")
+    blocks = rolling_blocks(start, stop, every)
     ep = view.episode
     n = ep.n_assets
     held, reward = np.zeros(n), 0.0
     out = np.zeros((max(stop - start, 0), n))
-    for a in range(start, stop, every):
-        b = min(a + every, stop)
+    for a, b in blocks:
         adapt_at(agent, ep, a, k_days)
         targets, rets = act_days(agent, ep, a, b, held, reward)
         out[a - start : b - start] = targets
@@ -192,14 +216,16 @@ def rolling_target_at(
 ) -> tuple[np.ndarray, int]:
     """The rolling protocol's target on decision day ``day`` alone (what paper trading runs).
 
-    Recomputes the current block from its adaptation day, starting from the weights actually held
-    at that day's close, so a process that restarts every day reproduces
-    :func:`rolling_targets` exactly.
+    Recomputes the current block (the last of :func:`rolling_blocks` up to ``day``) from its
+    adaptation day, starting from the weights actually held at that day's close, so a process
+    that restarts every day reproduces :func:`rolling_targets` exactly.
 
     Returns:
         ``(target (N,), adaptation day of the block)``.
     """
-    a = origin + ((day - origin) // every) * every
+    if day < origin:
+        raise DataError(f"decision day {day} is before the rolling origin {origin}")
+    a, _ = rolling_blocks(origin, day + 1, every)[-1]
     adapt_at(agent, view.episode, a, k_days)
     targets, _ = act_days(agent, view.episode, a, day + 1, held_at_block, reward_at_block)
     return targets[-1], a

@@ -7,8 +7,9 @@ scoring task and trades the next H (:func:`~market_metarl.meta.evaluation.evalua
 The pieces run on an execution backend (:mod:`market_metarl.parallel`), so the same sweep runs in
 this process or across a Ray cluster with the same numbers.
 
-Score: the mean post-adaptation Sharpe ratio of the query days over tasks and seeds, with a 95%
-bootstrap interval resampling tasks within seeds. Tasks come from the ``val`` split when the
+Score: the mean post-adaptation Sharpe ratio of the query days over tasks and seeds (the
+backtest's Sharpe, :func:`market_metarl.stats.sharpe`), with the backtest's 95% bootstrap interval
+(tasks resampled, one seed drawn per task). Tasks come from the ``val`` split when the
 config has one, otherwise from ``test`` (then the best of several combinations on test is an
 optimistic figure, and the table says so).
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from market_metarl.backtest.bridge import run_backtrader
-from market_metarl.backtest.ledger import RECONCILE_TOLERANCE, inv_adv_of, reconcile, simulate
+from market_metarl.backtest.simulate import RECONCILE_TOLERANCE, inv_adv_of, reconcile, simulate
 from market_metarl.data.sources import load_bars
 from market_metarl.envs.costs import CostModel
 from market_metarl.types import ConfigError, CostSpec

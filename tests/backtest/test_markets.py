@@ -9,13 +9,15 @@ import pandas as pd
 import pytest
 from conftest import synthetic_bars, write_csv
 
-from market_metarl.backtest.protocols import (
+from market_metarl.backtest.markets import (
     regime_markets,
     regime_spans,
     rolling_markets,
     schedule,
 )
 from market_metarl.backtest.rules import RuleAgent, TrailingReturn
+from market_metarl.backtest.strategies import make_agent
+from market_metarl.meta.protocol import rolling_blocks
 from market_metarl.meta.run import TrainedRun
 from market_metarl.types import DataError, RunError
 
@@ -32,15 +34,9 @@ def _altered(bars: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
     return out
 
 
-def _agent(run: TrainedRun, name: str, market):  # type: ignore[no-untyped-def]
-    if name in ("momentum", "mean_reversion"):
-        return RuleAgent(name, market.bars, market.view)
-    return run.agent(name, 0)
-
-
 def _positions(run: TrainedRun, markets, protocol: str, k: int, every: int) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     m = markets[0]
-    cols = {s: schedule(_agent(run, s, m), m, protocol, k, every) for s in STRATEGIES}  # type: ignore[arg-type]
+    cols = {s: schedule(make_agent(run, s, 0, m), m, protocol, k, every) for s in STRATEGIES}  # type: ignore[arg-type]
     return pd.DataFrame(cols, index=m.view.dates)
 
 
@@ -95,3 +91,18 @@ def test_short_data_is_refused(syn_run: Path, tmp_path: Path) -> None:
     spec = write_csv(synthetic_bars(days=6), tmp_path / "short.csv")
     with pytest.raises(DataError, match="adapt-days"):
         rolling_markets(run, spec, 5, 10)
+
+
+def test_rolling_blocks_known_answer() -> None:
+    assert rolling_blocks(3, 12, 4) == [(3, 7), (7, 11), (11, 12)]
+    assert rolling_blocks(5, 5, 2) == []
+    assert rolling_blocks(0, 9, 1)[-1] == (8, 9)
+    with pytest.raises(DataError, match=">= 1"):
+        rolling_blocks(0, 10, 0)
+
+
+def test_rolling_markets_are_cut_by_rolling_blocks(syn_run: Path) -> None:
+    run = TrainedRun.open(syn_run)
+    market = rolling_markets(run, "synthetic:ar-regimes?seed=3&tasks=3&days=80", 5, 7)[0]
+    blocks = [(s.adapt_row, s.stop_row) for s in market.segments]
+    assert blocks == rolling_blocks(4, market.view.days, 7)

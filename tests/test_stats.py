@@ -8,14 +8,15 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from market_metarl.backtest import metrics as M
-from market_metarl.backtest.stats import (
+from market_metarl.meta.evaluation import bootstrap_mean, task_sharpe
+from market_metarl.stats import (
     EULER_GAMMA,
     bootstrap_ci,
     deflated_sharpe,
     expected_max_sharpe,
     moments,
     prob_beats,
+    sharpe,
 )
 
 
@@ -27,7 +28,7 @@ def _runs(n_tasks: int, n_seeds: int, seed: int = 0) -> list[list[np.ndarray]]:
 
 
 def _sharpe(r: np.ndarray) -> float:
-    return M.sharpe(r, 252)
+    return sharpe(r, 252)
 
 
 def test_ci_contains_point_and_shrinks_with_more_tasks() -> None:
@@ -92,3 +93,28 @@ def test_moments_of_normal_returns() -> None:
     sr, skew, kurt = moments(r)
     assert sr == pytest.approx(0.1, rel=0.05)
     assert abs(skew) < 0.05 and kurt == pytest.approx(3.0, abs=0.1)
+
+
+def test_sharpe_convention_known_answers() -> None:
+    r = np.array([0.01, -0.02, 0.03, 0.0])
+    assert sharpe(r, 252) == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(252), rel=1e-12)
+    assert sharpe(r, 12, risk_free=0.001) == pytest.approx(
+        (r.mean() - 0.001) / r.std(ddof=1) * math.sqrt(12), rel=1e-12
+    )
+    assert math.isnan(sharpe(np.zeros(5), 252)) and math.isnan(sharpe(np.array([0.01]), 252))
+
+
+def test_sweep_scores_with_the_backtests_sharpe() -> None:
+    """A task's score is the Sharpe of its simple returns, as the backtest reports it."""
+    log_daily = np.random.default_rng(2).normal(0.001, 0.02, 60)
+    assert task_sharpe(log_daily) == pytest.approx(sharpe(np.expm1(log_daily), 252), rel=1e-12)
+    assert task_sharpe(np.zeros(10)) == 0.0  # a flat book scores like no skill
+
+
+def test_bootstrap_mean_is_the_one_bootstrap() -> None:
+    scores = np.random.default_rng(4).normal(0.5, 1.0, (3, 20))
+    lo, hi = bootstrap_mean(scores, n_boot=300, seed=5)
+    runs = [[scores[s, t : t + 1] for s in range(3)] for t in range(20)]
+    ci = bootstrap_ci(runs, lambda v: float(np.mean(v)), np.random.default_rng(5), 300)
+    assert (lo, hi) == (ci.low, ci.high)
+    assert lo <= scores.mean() == pytest.approx(ci.point) and scores.mean() <= hi

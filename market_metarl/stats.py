@@ -1,10 +1,20 @@
-"""Statistics over tasks and seeds: bootstrap intervals, P(A beats B), the deflated Sharpe ratio.
+"""Statistics shared by the sweep and the backtest: the one Sharpe ratio and the one bootstrap.
 
+A base module (pure numpy and the standard library; it imports no layer), so ``meta.evaluation``
+and ``backtest`` score with the same functions and cannot drift apart.
+
+- :func:`sharpe`: the annualised Sharpe ratio. Conventions: **simple** per-period returns
+  (``E_t / E_{t-1} - 1``; convert log returns with ``np.expm1`` first), ``periods_per_year`` an
+  argument (252 for US daily bars: :data:`market_metarl.types.TRADING_DAYS_PER_YEAR`), an explicit
+  **per-period** risk-free rate (default 0), the sample standard deviation (``ddof=1``), and ``nan``
+  when undefined (fewer than two returns, or no variance). It is empyrical's ``sharpe_ratio``,
+  which the tests cross-check.
 - :func:`bootstrap_ci`: a stratified percentile bootstrap in the spirit of rliable's interval
   estimates (Agarwal et al. 2021). Tasks are resampled with replacement *within each stratum*
   (e.g. each symbol keeps its number of tasks), then, within each drawn task, one seed's run is
-  drawn; the statistic is recomputed on the pooled daily returns of the draw. The interval is
-  the percentile interval of the replicates; it narrows as tasks are added.
+  drawn; the statistic is recomputed on the pooled values of the draw (daily returns, or one
+  score per task and seed). The interval is the percentile interval of the replicates; it
+  narrows as tasks are added.
 - :func:`prob_beats`: the probability that strategy A's per-task score beats B's on the same
   task (paired by task; over seeds it is the Mann-Whitney probability ``P(a > b) + P(a = b) / 2``),
   averaged over tasks, with the same bootstrap over tasks for its interval.
@@ -27,6 +37,26 @@ EULER_GAMMA = 0.5772156649015329
 _NORMAL = NormalDist()
 
 
+def sharpe(returns: np.ndarray, periods_per_year: int, risk_free: float = 0.0) -> float:
+    """Annualised Sharpe ratio: ``mean(r - rf) / std(r - rf, ddof=1) * sqrt(periods_per_year)``.
+
+    Args:
+        returns: Simple per-period returns (not log returns).
+        periods_per_year: Periods in a year.
+        risk_free: Per-period simple risk-free rate.
+
+    Returns:
+        The ratio, or ``nan`` with fewer than two returns or a standard deviation under 1e-15.
+    """
+    excess = np.asarray(returns, dtype=np.float64).reshape(-1) - risk_free
+    if len(excess) < 2:
+        return math.nan
+    sd = float(np.std(excess, ddof=1))
+    if sd < 1e-15:
+        return math.nan
+    return float(np.mean(excess) / sd * math.sqrt(periods_per_year))
+
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate with its percentile bootstrap interval."""
@@ -37,6 +67,7 @@ class Interval:
     level: float
 
     def as_dict(self) -> dict[str, float]:
+        """The interval as ``{"point", "low", "high", "level"}`` (for JSON)."""
         return {"point": self.point, "low": self.low, "high": self.high, "level": self.level}
 
 
@@ -64,11 +95,13 @@ def bootstrap_ci(
     level: float = 0.95,
     strata: Sequence[str] | None = None,
 ) -> Interval:
-    """Stratified percentile bootstrap of a statistic of pooled daily returns.
+    """Stratified percentile bootstrap of a statistic of pooled values.
 
     Args:
-        runs: ``runs[task][seed]``: the daily returns of one task under one seed.
-        statistic: Maps pooled daily returns to a number (e.g. a Sharpe ratio).
+        runs: ``runs[task][seed]``: the values of one task under one seed (its daily returns, or
+            a one-element array holding its score).
+        statistic: Maps pooled values to a number (e.g. a Sharpe ratio of daily returns, or the
+            mean of scores).
         rng: Random generator (seeded by the caller).
         n_boot: Bootstrap replicates.
         level: Coverage of the interval.
@@ -186,8 +219,11 @@ def deflated_sharpe(
 
 
 def moments(returns: np.ndarray) -> tuple[float, float, float]:
-    """``(per-period Sharpe, skewness, kurtosis)`` of returns (population moments; kurtosis not
-    excess). Sharpe uses ``ddof=1``, as :func:`market_metarl.backtest.metrics.sharpe` does."""
+    """``(per-period Sharpe, skewness, kurtosis)`` of returns.
+
+    Skewness and kurtosis are population moments (kurtosis not excess: 3 for normal returns); the
+    Sharpe ratio is not annualised and uses ``ddof=1``, as :func:`sharpe` does.
+    """
     r = np.asarray(returns, dtype=np.float64)
     if len(r) < 3:
         return math.nan, 0.0, 3.0

@@ -1,4 +1,4 @@
-"""The two backtest protocols, as target-weight schedules computed through ``meta.protocol``.
+"""The markets a backtest trades under its two protocols, and their target-weight schedules.
 
 - ``regime`` (research): for each held-out test task of the run's config, or each regime sliced
   from a user's ``--data`` source, adapt on its first K days and trade the next H days. The regime
@@ -9,7 +9,9 @@
 Everything a decision reads goes through :func:`market_metarl.meta.protocol.market_view` (the
 env's causal features and observation builder), :func:`~market_metarl.meta.protocol.adapt_at`,
 :func:`~market_metarl.meta.protocol.act_days` and
-:func:`~market_metarl.meta.protocol.rolling_targets`; this module only says which days.
+:func:`~market_metarl.meta.protocol.rolling_targets`, and the rolling blocks are cut by
+:func:`~market_metarl.meta.protocol.rolling_blocks` (as paper trading cuts them); this module only
+says which days.
 
 A :class:`Market` is one symbol's bars and view with its :class:`Segment` s (a task, or a rolling
 block): the agent adapts at the close of ``adapt_row`` and its decisions on rows
@@ -30,7 +32,14 @@ from market_metarl.data.sources import load_bars
 from market_metarl.data.tasks import symbol_name
 from market_metarl.meta.contracts import Agent
 from market_metarl.meta.episodes import Episode
-from market_metarl.meta.protocol import MarketView, act_days, adapt_at, market_view, rolling_targets
+from market_metarl.meta.protocol import (
+    MarketView,
+    act_days,
+    adapt_at,
+    market_view,
+    rolling_blocks,
+    rolling_targets,
+)
 from market_metarl.meta.run import TrainedRun
 from market_metarl.types import ConfigError, DataError
 
@@ -72,28 +81,42 @@ class Market:
 
     @property
     def first_row(self) -> int:
+        """Adaptation row of the first segment (the first decision traded)."""
         return self.segments[0].adapt_row
 
     @property
     def stop_row(self) -> int:
+        """One past the last decision row traded."""
         return self.segments[-1].stop_row
 
 
 class FrozenAgent:
-    """An agent with adaptation switched off: its zero-shot (pre-adaptation) behaviour."""
+    """An agent with adaptation switched off: its zero-shot (pre-adaptation) behaviour.
+
+    Args:
+        agent: The agent whose adaptation is skipped.
+    """
 
     def __init__(self, agent: Agent) -> None:
+        """Wrap ``agent``."""
         self.inner = agent
         self.name = f"{agent.name}-zero-shot"
 
     def init(self) -> None:
+        """Reset the wrapped agent."""
         self.inner.init()
 
     def adapt(self, support: Episode) -> None:
+        """Ignore the support days: the agent stays as it was initialised."""
         return None
 
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
+        """The wrapped agent's target weights."""
         return self.inner.act(obs, reward)
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """The wrapped agent's state (never adapted)."""
+        return self.inner.task_state()
 
 
 def _stamp(when: dt.date | str | None) -> pd.Timestamp | None:
@@ -117,12 +140,12 @@ def _clip_bars(bars: pd.DataFrame, source: str, end: pd.Timestamp | None) -> pd.
 
 
 def _view(run: TrainedRun, bars: pd.DataFrame, symbol: str, k_days: int) -> MarketView:
-    exp = run.experiment
-    view = market_view(bars, exp, exp.tasks.costs, symbol)
+    env = run.env_spec
+    view = market_view(bars, run.experiment, run.costs, symbol)
     if view.days < k_days + 1:
         raise DataError(
             f"{symbol}: {view.days} decision day(s) after the features' warm-up "
-            f"({exp.env.features.warmup} bars) and the observation window ({exp.env.window}); "
+            f"({env.features.warmup} bars) and the observation window ({env.window}); "
             f"adapting on K={k_days} days and trading one more needs {k_days + 1}; "
             "give a longer series or a smaller --adapt-days"
         )
@@ -151,10 +174,10 @@ def rolling_markets(
         raise ConfigError(f"--every must be >= 1 day, got {every}")
     lo, hi = _stamp(start), _stamp(end)
     if data is None:
-        test_lo, test_hi = run.experiment.tasks.splits.windows()["test"]
+        test_lo, test_hi = run.tasks.splits.windows()["test"]
         lo = lo or pd.Timestamp(test_lo)
         hi = hi or pd.Timestamp(test_hi)
-        sources = list(dict.fromkeys(t.source for t in run.experiment.tasks.split("test")))
+        sources = list(dict.fromkeys(t.source for t in run.test_tasks()))
         if not sources:
             raise DataError("the run's config has no test tasks; pass --data SOURCE")
     else:
@@ -171,8 +194,7 @@ def rolling_markets(
         if first >= view.days:
             raise DataError(f"{symbol}: no decision day left after {lo} to trade")
         blocks = tuple(
-            Segment(symbol, "block", a, min(a + every, view.days))
-            for a in range(first, view.days, every)
+            Segment(symbol, "block", a, b) for a, b in rolling_blocks(first, view.days, every)
         )
         markets.append(Market(symbol, bars, view, blocks))
     return markets
@@ -214,7 +236,7 @@ def regime_spans(
     """
     from market_metarl.data.regimes import slice_regimes
 
-    cfg = run.experiment.tasks.regimes
+    cfg = run.tasks.regimes
     method = cfg.method if cfg.method != "known" else "hmm"
     params = dict(cfg.params) if method == cfg.method else {}
     params.pop("fit_end", None)
@@ -253,7 +275,7 @@ def regime_markets(
     lo, hi = _stamp(start), _stamp(end)
     by_source: dict[str, list[tuple[pd.Timestamp, pd.Timestamp, str]]] = {}
     if data is None:
-        for task in run.experiment.tasks.split("test"):
+        for task in run.test_tasks():
             first, last = pd.Timestamp(task.start), pd.Timestamp(task.end)
             if (lo is None or first >= lo) and (hi is None or last <= hi):
                 by_source.setdefault(task.source, []).append((first, last, task.label))
