@@ -40,6 +40,7 @@ from market_metarl.backtest.strategies import (
     strategy_names,
 )
 from market_metarl.envs.costs import CostModel
+from market_metarl.meta.contracts import check_adapt_days
 from market_metarl.meta.run import TrainedRun
 from market_metarl.parallel import LOCAL, Backend
 from market_metarl.types import ConfigError, RunError
@@ -60,8 +61,7 @@ def _markets(
     end: dt.date | str | None,
 ) -> list[Market]:
     """The run's markets under the protocol (after checking K)."""
-    if k < 2:
-        raise ConfigError(f"--adapt-days must be >= 2, got {k}")
+    check_adapt_days(k, "--adapt-days")
     if protocol == "regime":
         return regime_markets(run, data, k, run.horizon, start, end)
     return rolling_markets(run, data, k, every, start, end)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from market_metarl.config import build
+from market_metarl.meta.contracts import check_adapt_days
 from market_metarl.types import ConfigError
 
 
@@ -51,8 +52,8 @@ class PaperConfig:
             raise ConfigError("paper.adapt_days must be >= 0 (0: the run's train.adapt_days)")
         if self.every < 1:
             raise ConfigError(f"paper.every must be >= 1 trading day, got {self.every}")
-        if self.adapt_days == 1:
-            raise ConfigError("paper.adapt_days must be >= 2 (or 0 for the run's adapt_days)")
+        if self.adapt_days:  # 0: the run's train.adapt_days
+            check_adapt_days(self.adapt_days, "paper.adapt_days (or 0 for the run's adapt_days)")
         if not self.cash > 0:
             raise ConfigError(f"paper.cash must be > 0, got {self.cash}")
         for name in ("max_gross", "max_turnover", "fallback_lag"):

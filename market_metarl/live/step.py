@@ -40,6 +40,7 @@ from market_metarl.meta.protocol import (
     act_days,
     adapt_at,
     market_view,
+    rolling_blocks,
     rolling_target_at,
 )
 from market_metarl.types import DataError
@@ -200,7 +201,7 @@ def _decide_and_submit(
     ledger, account = session.ledger, session.account
     symbol, every = account.symbol, account.every
     day_text = view.dates[day].date().isoformat()
-    a = origin_row + ((day - origin_row) // every) * every
+    a, _ = rolling_blocks(origin_row, day + 1, every)[-1]  # the adaptation day of this block
     # decide
     adapted = _adapted_target(session, view, origin_row, a, day)
     mark = ledger.equity_on(day_text)

@@ -18,6 +18,30 @@ if TYPE_CHECKING:
     from market_metarl.meta.experiment import Experiment
     from market_metarl.parallel import Backend
 
+MIN_ADAPT_DAYS = 2
+"""The smallest K: adapting needs one support decision and the day it earns."""
+
+
+def check_adapt_days(k: int, where: str) -> int:
+    """``k`` if it is a valid number of adaptation days K (the one place K is validated).
+
+    Args:
+        k: Support days an agent adapts on (the support is its first ``k - 1`` decisions, their
+            returns through day ``k - 1``).
+        where: The setting's name in the message (``train.adapt_days``, ``--adapt-days``...).
+
+    Raises:
+        ConfigError: ``k`` is under :data:`MIN_ADAPT_DAYS`.
+    """
+    from market_metarl.types import ConfigError
+
+    if k < MIN_ADAPT_DAYS:
+        raise ConfigError(
+            f"{where} must be >= {MIN_ADAPT_DAYS} (one support decision and the day it earns), "
+            f"got {k}"
+        )
+    return k
+
 
 @runtime_checkable
 class Agent(Protocol):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from market_metarl.meta.contracts import Agent
+from market_metarl.meta.contracts import Agent, check_adapt_days
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.protocol import act_days
 from market_metarl.stats import bootstrap_ci, sharpe
@@ -111,8 +111,7 @@ def evaluate_adaptation(
     Returns:
         One :class:`TaskResult` per task.
     """
-    if k_days < 2:
-        raise ValueError(f"k_days must be >= 2 (one support decision and its day), got {k_days}")
+    check_adapt_days(k_days, "k_days")
     if k_days - 1 + horizon > episode.days:
         raise ValueError(
             f"episode has {episode.days} decision days, k_days - 1 + horizon = "

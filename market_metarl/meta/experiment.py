@@ -18,6 +18,7 @@ from market_metarl.config import build, check_sections, read_toml, to_table
 from market_metarl.data.tasks import TaskSet, taskset_from_config
 from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.spec import EnvSpec, env_spec_from_config
+from market_metarl.meta.contracts import check_adapt_days
 from market_metarl.meta.episodes import TaskPool
 from market_metarl.meta.policies import Head, PolicySpec
 from market_metarl.meta.registry import algorithm_names, check_name, get_algorithm
@@ -124,8 +125,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_name(self.algo)
-        if self.adapt_days < 2:
-            raise ConfigError(f"train.adapt_days must be >= 2, got {self.adapt_days}")
+        check_adapt_days(self.adapt_days, "train.adapt_days")
         for name in ("iterations", "horizon", "hidden", "layers", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
