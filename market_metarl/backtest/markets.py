@@ -36,7 +36,6 @@ from market_metarl.meta.protocol import (
     MarketView,
     act_days,
     adapt_at,
-    market_view,
     rolling_blocks,
     rolling_targets,
 )
@@ -141,7 +140,7 @@ def _clip_bars(bars: pd.DataFrame, source: str, end: pd.Timestamp | None) -> pd.
 
 def _view(run: TrainedRun, bars: pd.DataFrame, symbol: str, k_days: int) -> MarketView:
     env = run.env_spec
-    view = market_view(bars, run.experiment, run.costs, symbol)
+    view = run.market_view(bars, symbol)
     if view.days < k_days + 1:
         raise DataError(
             f"{symbol}: {view.days} decision day(s) after the features' warm-up "

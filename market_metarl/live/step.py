@@ -39,7 +39,6 @@ from market_metarl.meta.protocol import (
     MarketView,
     act_days,
     adapt_at,
-    market_view,
     rolling_blocks,
     rolling_target_at,
 )
@@ -115,7 +114,7 @@ def step(
         return StepResult(str(asof), "noop", f"already stepped through {last}; nothing to do")
     # validate
     bars = session.feed.bars(asof, now)
-    view = market_view(bars, session.run.experiment, session.run.costs, account.symbol, live=True)
+    view = session.run.market_view(bars, account.symbol, live=True)
     day = view.days - 1
     if view.days == 0 or view.dates[-1] != pd.Timestamp(asof):
         raise DataError(f"{asof} is not a decision day of {session.feed.spec} (too little history)")

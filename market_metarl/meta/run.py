@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from market_metarl.data.tasks import TaskSet
 from market_metarl.envs.spec import EnvSpec
@@ -18,6 +18,7 @@ from market_metarl.meta.agents import ConstantAgent
 from market_metarl.meta.algos.pooled import PooledConfig, PooledLearner
 from market_metarl.meta.contracts import Agent, Learner
 from market_metarl.meta.experiment import Experiment
+from market_metarl.meta.protocol import MarketView, market_view
 from market_metarl.meta.rundir import (
     Shapes,
     checkpoint_path,
@@ -29,6 +30,9 @@ from market_metarl.meta.rundir import (
 )
 from market_metarl.meta.trainer import build_learner
 from market_metarl.types import CostSpec, RunError, TaskSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STRATEGIES: tuple[str, ...] = ("adapted", "pooled", "finetune", "scratch", "buy_and_hold")
 
@@ -107,6 +111,13 @@ class TrainedRun:
     def test_tasks(self) -> list[TaskSpec]:
         """The run's held-out test tasks."""
         return list(self.experiment.tasks.split("test"))
+
+    def market_view(
+        self, bars: pd.DataFrame, symbol: str = "asset", live: bool = False
+    ) -> MarketView:
+        """The view of a bars frame under the run's env settings and costs (see
+        :func:`market_metarl.meta.protocol.market_view`)."""
+        return market_view(bars, self.experiment, self.costs, symbol, live)
 
     def section(self, name: str) -> dict[str, Any]:
         """A free-form table of the run's config (``paper``...), empty when absent."""

@@ -12,7 +12,7 @@ import pytest
 from market_metarl.cli import main
 from market_metarl.data.sources import load_bars
 from market_metarl.live.ledger import Ledger
-from market_metarl.meta.protocol import market_view, rolling_targets
+from market_metarl.meta.protocol import rolling_targets
 from market_metarl.meta.run import TrainedRun
 
 
@@ -66,7 +66,7 @@ K, R = 10, 5
 def rolling_reference(run: Path, days: pd.DatetimeIndex, strategy: str = "adapted") -> np.ndarray:
     """What the rolling backtest holds: ``rolling_targets`` over the full series."""
     trained = TrainedRun.open(run)
-    view = market_view(load_bars("bundled:SPY"), trained.experiment)
+    view = trained.market_view(load_bars("bundled:SPY"))
     start = view.row(days[0])
     assert view.dates[start] == days[0]
     agent = trained.agent(strategy)

@@ -13,7 +13,7 @@ from market_metarl.data.sources import load_bars
 from market_metarl.live import api
 from market_metarl.live.ledger import Ledger
 from market_metarl.live.step import state_hash
-from market_metarl.meta.protocol import adapt_at, market_view
+from market_metarl.meta.protocol import adapt_at
 from market_metarl.meta.run import TrainedRun
 
 LIVE = Path(__file__).resolve().parents[2] / "market_metarl" / "live"
@@ -65,7 +65,7 @@ def test_pearl_records_the_hash_of_its_posterior(pearl_run: Path, tmp_path: Path
     # the hash is a function of the posterior: it moves when the posterior moves, and only then
     run = TrainedRun.open(pearl_run)
     agent = run.agent("adapted")
-    view = market_view(load_bars("bundled:SPY"), run.experiment)
+    view = run.market_view(load_bars("bundled:SPY"))
     agent.init()
     prior = state_hash(agent)
     first = view.row(days[0])

@@ -17,7 +17,7 @@ from market_metarl.meta.agents import ConstantAgent
 from market_metarl.meta.episodes import episode_from_markets, feature_index
 from market_metarl.meta.experiment import Experiment
 from market_metarl.meta.policies import MLPPolicy, PolicySpec
-from market_metarl.meta.protocol import market_view, rolling_target_at, rolling_targets
+from market_metarl.meta.protocol import rolling_target_at, rolling_targets
 from market_metarl.meta.rollout import episode_log_returns, mlp_weights, pg_loss
 from market_metarl.meta.run import STRATEGIES, TrainedRun
 from market_metarl.types import CostSpec
@@ -89,13 +89,13 @@ def test_feature_index_points_at_the_last_days_return(small_exp: Experiment) -> 
 def test_rolling_protocol_replays_day_by_day(trained_run: Path, strategy: str) -> None:
     run = TrainedRun.open(trained_run)
     bars = gbm(seed=2, days=260)
-    view = market_view(bars, run.experiment)
+    view = run.market_view(bars)
     agent = run.agent(strategy)
     start, stop, k, every = 30, 200, 10, 7
     full = rolling_targets(agent, view, start, stop, k, every)
     ep = view.episode
     for day in (30, 36, 37, 120, 199):
-        live = market_view(bars.loc[: view.dates[day]], run.experiment, live=True)
+        live = run.market_view(bars.loc[: view.dates[day]], live=True)
         assert live.dates[-1] == view.dates[day]
         a = start + ((day - start) // every) * every
         held = np.zeros(1)
@@ -118,11 +118,9 @@ def test_rolling_protocol_has_no_lookahead(trained_run: Path) -> None:
         :, None
     ]
     for strategy in ("adapted", "finetune", "pooled"):
-        a = rolling_targets(run.agent(strategy), market_view(bars, run.experiment), 30, 200, 10, 5)
-        b = rolling_targets(
-            run.agent(strategy), market_view(shocked, run.experiment), 30, 200, 10, 5
-        )
-        view = market_view(bars, run.experiment)
+        a = rolling_targets(run.agent(strategy), run.market_view(bars), 30, 200, 10, 5)
+        b = rolling_targets(run.agent(strategy), run.market_view(shocked), 30, 200, 10, 5)
+        view = run.market_view(bars)
         upto = int(np.searchsorted(view.dates, pd.Timestamp(cut), side="right")) - 30
         np.testing.assert_array_equal(a[:upto], b[:upto])
         assert not np.array_equal(a[upto:], b[upto:]) or strategy == "pooled"
