@@ -63,8 +63,11 @@ def make_env(
     env_spec: EnvSpec | None = None,
     costs: CostSpec | None = None,
 ) -> TradingEnv | PortfolioEnv:
-    """A fresh env for a task: :class:`TradingEnv` for one TaskSpec (or a one-asset
-    :class:`TaskMarket`), :class:`PortfolioEnv` for several TaskSpecs (one per asset)."""
+    """A fresh env for a task.
+
+    :class:`TradingEnv` for one TaskSpec (or a one-asset :class:`TaskMarket`),
+    :class:`PortfolioEnv` for several TaskSpecs (one per asset) or a multi-asset market.
+    """
     from market_metarl.envs.market import TaskMarket
     from market_metarl.envs.portfolio_env import PortfolioEnv
     from market_metarl.envs.trading_env import TradingEnv

@@ -50,6 +50,7 @@ class TaskMarket:
 
     @property
     def n_assets(self) -> int:
+        """Number of assets traded together (N)."""
         return len(self.symbols)
 
     @property
@@ -58,6 +59,7 @@ class TaskMarket:
         return self.last - self.first + 1
 
     def date(self, row: int) -> dt.date:
+        """The calendar date of array row ``row``."""
         return self.dates[row].astype(dt.date)
 
     def sub(self, first: int, last: int, warmup_rows: int) -> TaskMarket:

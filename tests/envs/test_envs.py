@@ -154,7 +154,7 @@ def _trajectory(env: gym.Env, policy, n: int):
     return out
 
 
-def test_lookahead_altering_bars_after_T_changes_nothing_up_to_T() -> None:
+def test_lookahead_altering_bars_after_t_changes_nothing_up_to_t() -> None:
     bars = random_walk_bars(260, seed=11)
     cut = bars.index[180]
     altered = bars.copy()
