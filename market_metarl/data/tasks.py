@@ -188,9 +188,6 @@ class TaskSet:
         return pd.DataFrame(rows, columns=["symbol", "split", "start", "end", "label", "source"])
 
 
-DATA_SECTIONS = ("data", "regimes", "splits", "costs")
-
-
 def load_taskset(path: str | Path) -> TaskSet:
     """Build the TaskSet an ``envs/*.toml`` file describes."""
     cfg = read_toml(path)

@@ -83,7 +83,8 @@ class FakeDownload:
 
 @pytest.fixture
 def yf(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> FakeDownload:
-    yfinance = pytest.importorskip("yfinance")
+    import yfinance
+
     fake = FakeDownload(yfinance.download)
     monkeypatch.setattr(yfinance, "download", fake)
     return fake

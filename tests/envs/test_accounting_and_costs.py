@@ -123,7 +123,8 @@ def _random_book(rng: np.random.Generator, b: int, t: int, n: int):
 
 
 def test_numpy_and_torch_accounting_agree() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     rng = np.random.default_rng(0)
     opens, closes, weights = _random_book(rng, 3, 50, 4)
     w_init = rng.uniform(-0.3, 0.3, (3, 1, 4))

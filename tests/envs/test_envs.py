@@ -13,6 +13,8 @@ from env_bars import random_walk_bars
 from gymnasium.utils.env_checker import check_env
 
 import market_metarl.envs as envs
+from market_metarl.config import read_toml
+from market_metarl.data.tasks import load_taskset
 from market_metarl.envs.portfolio_env import PortfolioEnv
 from market_metarl.envs.spec import EnvSpec, env_spec_from_config
 from market_metarl.envs.trading_env import TradingEnv
@@ -78,13 +80,8 @@ def _configs() -> list[Path]:
 
 @pytest.mark.parametrize("path", _configs(), ids=lambda p: p.name)
 def test_every_config_builds_a_valid_env(path: Path) -> None:
-    tasks_mod = pytest.importorskip("market_metarl.data.tasks", reason="data.tasks not written yet")
-    if not hasattr(tasks_mod, "load_taskset"):
-        pytest.skip("market_metarl.data.tasks.load_taskset does not exist yet")
-    from market_metarl.config import read_toml
-
     spec = env_spec_from_config(read_toml(path))
-    taskset = tasks_mod.load_taskset(path)
+    taskset = load_taskset(path)
     env = envs.make_env(taskset.split("train")[0], spec)
     checked(env)
 
