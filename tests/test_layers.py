@@ -78,7 +78,7 @@ def package_files() -> list[Path]:
 
 def test_every_module_belongs_to_a_known_layer() -> None:
     known = set(LAYERS) | set(BASE) | set(FREE)
-    unknown = sorted({owner(module_name(p)) for p in package_files()} - known)
+    unknown = sorted({str(owner(module_name(p))) for p in package_files()} - known)
     assert not unknown, f"classify {unknown} in tests/test_layers.py (LAYERS, BASE or FREE)"
 
 

@@ -177,7 +177,7 @@ class TaskMarket:
 
 def _aligned_frames(
     bars: pd.DataFrame | Mapping[str, pd.DataFrame], validate: bool
-) -> tuple[dict[str, pd.DataFrame], pd.DatetimeIndex]:
+) -> tuple[dict[str, pd.DataFrame], pd.Index]:
     """``{symbol: bars}`` (``asset`` for a lone frame), validated if asked, on their common dates.
 
     Returns:

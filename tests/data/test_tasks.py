@@ -298,7 +298,8 @@ def test_taskset_over_csv_files(tmp_path: Path) -> None:
         assert seg_start <= task.start <= task.end <= seg_end
         # a 60-bar window, maybe cut by a segment edge or joined by a short remainder
         assert 40 <= n_bars(bars[task.source], task) <= 60 + 40
-        assert bars[task.source].index.get_loc(pd.Timestamp(task.start)) >= 30  # warm-up room
+        loc = bars[task.source].index.get_loc(pd.Timestamp(task.start))
+        assert isinstance(loc, int) and loc >= 30  # warm-up room
 
 
 def test_symbol_names() -> None:

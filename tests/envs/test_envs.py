@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -107,7 +109,7 @@ def test_truncated_at_the_last_bar_and_step_after_end_raises() -> None:
     bars = random_walk_bars(120, seed=6)
     env = TradingEnv.from_bars(bars, EnvSpec(window=5))
     env.reset(seed=0)
-    steps, truncated, info = 0, False, {}
+    steps, truncated, info = 0, False, dict[str, Any]()
     while not truncated:
         _, _, terminated, truncated, info = env.step(1)
         assert not terminated
@@ -140,9 +142,13 @@ def test_random_start_uses_only_the_env_rng() -> None:
     assert max(dates) <= env.market.date(half)
 
 
-def _trajectory(env: gym.Env, policy, n: int):
+Step = tuple[Any, SupportsFloat, float, dt.date]
+"""One trajectory step: observation, reward, equity, date of the close just marked."""
+
+
+def _trajectory(env: gym.Env, policy: Callable[[np.ndarray], int], n: int) -> list[Step]:
     obs, info = env.reset(seed=0)
-    out = [(obs, 0.0, info["equity"], info["date"])]
+    out: list[Step] = [(obs, 0.0, info["equity"], info["date"])]
     for _ in range(n):
         obs, reward, terminated, truncated, info = env.step(policy(obs))
         out.append((obs, reward, info["equity"], info["date"]))
