@@ -7,6 +7,7 @@ to pick small budgets, so it runs in seconds there and at full size when a perso
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import nbformat
@@ -583,10 +584,16 @@ def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     return nb
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "notebooks", help="folder to write into (notebooks/)"
+    )
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     for name, cells in NOTEBOOKS.items():
-        nbformat.write(build(cells), ROOT / "notebooks" / name)
-        print("wrote", name)
+        nbformat.write(build(cells), args.out / name)
+        print("wrote", args.out / name)
 
 
 if __name__ == "__main__":

@@ -56,17 +56,6 @@ def test_portfolio_env_passes_check_env() -> None:
     assert np.abs(info["position"]).sum() == pytest.approx(1.0, abs=0.05)  # scaled to gross 1
 
 
-def _have_bundled() -> bool:
-    try:
-        from market_metarl.data.sources import load_bars
-
-        load_bars("bundled:SPY")
-    except Exception:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _have_bundled(), reason="bundled data (data.sources) not available")
 @pytest.mark.parametrize("env_id", [envs.TRADING_ID, envs.PORTFOLIO_ID])
 def test_registered_envs(env_id: str) -> None:
     env = gym.make(env_id)
