@@ -284,9 +284,13 @@ print(len(exp.tasks.split("train")), "training regimes,", len(exp.tasks.split("t
 import shutil
 shutil.rmtree(runs, ignore_errors=True)
 train(exp, "maml", runs / "maml", seed=0)
-train(exp, "rl2", runs / "rl2", seed=0)
-maml, rl2 = TrainedRun.open(runs / "maml"), TrainedRun.open(runs / "rl2")
+maml = TrainedRun.open(runs / "maml")
 print((runs / "maml" / "metrics.csv").read_text()[:400])""",
+        ),
+        (
+            "code",
+            """train(exp, "rl2", runs / "rl2", seed=0)
+rl2 = TrainedRun.open(runs / "rl2")""",
         ),
         (
             "md",
@@ -348,8 +352,11 @@ if SMALL:
     cfg_real["train"].update(iterations=5, pooled_iterations=10)
 real = Experiment.from_config(cfg_real)
 train(real, "maml", runs / "real", seed=0)
-run = TrainedRun.open(runs / "real")
-pool = real.pool("test")
+run = TrainedRun.open(runs / "real")""",
+        ),
+        (
+            "code",
+            """pool = real.pool("test")
 rows = [int(i) for i in pool.eligible(real.train.window_days)][: 20 if SMALL else None]
 episode = pool.episode(rows, real.train.window_days)
 for name in ("adapted", "pooled", "finetune", "buy_and_hold"):
