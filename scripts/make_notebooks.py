@@ -351,7 +351,11 @@ if SMALL:
     cfg_real["data"]["heldout_symbols"] = ["GOOG"]
     cfg_real["train"].update(iterations=5, pooled_iterations=10)
 real = Experiment.from_config(cfg_real)
-train(real, "maml", runs / "real", seed=0)
+print(len(real.tasks.split("train")), "training regimes,", len(real.tasks.split("test")), "held-out regimes")""",
+        ),
+        (
+            "code",
+            """train(real, "maml", runs / "real", seed=0)
 run = TrainedRun.open(runs / "real")""",
         ),
         (
