@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck demo bench clean data
+.PHONY: install test test-fast lint typecheck demo bench clean data
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,8 +25,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Notebook cells need well under a minute each on 2 busy cores (the SMALL budgets in
+# scripts/make_notebooks.py); the timeout is nbmake's default, written out, a 5x margin.
 test: lint typecheck
-	MARKET_METARL_SMALL=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --nbmake tests notebooks
+	MARKET_METARL_SMALL=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --nbmake \
+		--nbmake-timeout=300 tests notebooks
+
+# The edit-test loop: every test but the notebooks and the local-Ray ones, no lint or typecheck.
+test-fast: $(STAMP)
+	MARKET_METARL_SMALL=1 $(BIN)/python -m pytest -n 2 -m "not ray" tests
 
 demo: $(STAMP)
 	$(BIN)/python -m market_metarl.demo

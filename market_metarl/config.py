@@ -52,20 +52,17 @@ def build(cls: type[T], table: dict[str, Any] | None, section: str) -> T:
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as the type ``hint`` asks for, or a :class:`ConfigError` naming ``where``.
+
+    Handles what config dataclasses use: ``X | None`` and other unions (the first member that
+    accepts wins), ``tuple[X, ...]`` (from a TOML list), ``Literal[...]``, the four TOML scalars
+    (an int is accepted where a float is asked for, a bool never counts as a number) and nested
+    dataclasses (from a TOML table). Any other hint passes the value through unchanged.
+    """
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: unexpected value {value!r}")
+        return _coerce_union(value, args, where)
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} must be a list, got {value!r}")
@@ -75,27 +72,52 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value not in args:
             raise ConfigError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
+    if isinstance(hint, type) and hint in _SCALAR_KINDS:
+        return _coerce_scalar(value, hint, where)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a table, got {value!r}")
         return build(hint, value, where)
     return value
+
+
+def _coerce_union(value: Any, args: tuple[Any, ...], where: str) -> Any:
+    """``value`` as the first member of the union ``args`` that accepts it (None if allowed)."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, where)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(errors[0] if errors else f"{where}: unexpected value {value!r}")
+
+
+_SCALAR_KINDS: dict[type, str] = {
+    float: "a number",
+    int: "an integer",
+    bool: "true or false",
+    str: "a string",
+}
+"""The TOML scalar types a config field may declare, and how an error message names each."""
+
+
+def _coerce_scalar(value: Any, hint: type, where: str) -> Any:
+    """Check a TOML scalar against ``hint``: bools are only bools, ints become floats for floats."""
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif isinstance(value, bool):
+        ok = False
+    elif hint is float:
+        ok = isinstance(value, int | float)
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise ConfigError(f"{where} must be {_SCALAR_KINDS[hint]}, got {value!r}")
+    return float(value) if hint is float else value
 
 
 def to_table(obj: Any) -> dict[str, Any]:

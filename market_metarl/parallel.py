@@ -77,23 +77,28 @@ class LocalBackend:
 
     @property
     def workers(self) -> int:
+        """Always 1: pieces run one after another."""
         return 1
 
     def imap(
         self, fn: PieceFn, items: Sequence[Any], shared: Any = None
     ) -> Iterator[tuple[int, Any]]:
+        """``(index, fn(shared, item))`` for every item, computed lazily in item order."""
         for index, item in enumerate(items):
             yield index, fn(shared, item)
 
     def map(
         self, fn: PieceFn, items: Sequence[Any], shared: Any = None, chunks: int | None = None
     ) -> list[Any]:
+        """``[fn(shared, item) for item in items]``; ``chunks`` is accepted and has no effect here."""
         return [fn(shared, item) for item in items]
 
     def close(self) -> None:
+        """Nothing to release."""
         return None
 
     def __repr__(self) -> str:
+        """``LocalBackend()``."""
         return "LocalBackend()"
 
 
@@ -144,6 +149,11 @@ class RayBackend:
     def __init__(
         self, address: str | None = None, workers: int | None = None, max_retries: int = 3
     ) -> None:
+        """Join or start Ray (see the class docstring) and register the chunk runner as a Ray task.
+
+        Raises:
+            ConfigError: Ray is not installed, ``workers < 1``, or the cluster cannot be reached.
+        """
         ray = import_ray()
         self._ray = ray
         self._owns = False
@@ -213,6 +223,10 @@ class RayBackend:
     def imap(
         self, fn: PieceFn, items: Sequence[Any], shared: Any = None
     ) -> Iterator[tuple[int, Any]]:
+        """``(index, result)`` for every item as each finishes, one Ray task per item.
+
+        Unfinished pieces are cancelled when the iteration stops early or a piece fails.
+        """
         if not items:
             return
         pending = self._submit(fn, items, shared, [range(i, i + 1) for i in range(len(items))])
@@ -229,6 +243,11 @@ class RayBackend:
     def map(
         self, fn: PieceFn, items: Sequence[Any], shared: Any = None, chunks: int | None = None
     ) -> list[Any]:
+        """Results in item order, the items grouped into ``chunks`` Ray tasks (default: one per item).
+
+        Raises:
+            RunError: A worker died more than ``max_retries`` times, or Ray itself failed.
+        """
         if not items:
             return []
         groups = _split(len(items), chunks or len(items))
@@ -243,8 +262,10 @@ class RayBackend:
         return out
 
     def _cancel(self, refs: dict[Any, range]) -> None:
-        """Stop unfinished pieces and wait (briefly) until they have stopped, so that a rerun
-        never overlaps a piece still writing its files."""
+        """Stop unfinished pieces and wait (briefly, 30 s at most) until they have stopped.
+
+        So a rerun never overlaps a piece still writing its files.
+        """
         if not refs:
             return
         for ref in refs:
@@ -252,17 +273,22 @@ class RayBackend:
         self._ray.wait(list(refs), num_returns=len(refs), timeout=30)
 
     def close(self) -> None:
+        """Shut down the local Ray if this backend started it; a joined cluster is left running."""
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns = False
 
     def __repr__(self) -> str:
+        """``RayBackend(workers=N)``."""
         return f"RayBackend(workers={self.workers})"
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """A clear error, in seconds rather than Ray's minutes of retries, when ``host:port`` of a
-    cluster address accepts no connection (``auto`` and other forms are left to Ray)."""
+    """Raise a clear error when ``host:port`` of a cluster address accepts no connection.
+
+    It fails in seconds rather than after Ray's minutes of retries; ``auto`` and other address
+    forms are left to Ray.
+    """
     import socket
 
     host, sep, port = address.removeprefix("ray://").rpartition(":")

@@ -1,4 +1,4 @@
-"""One root seed, independent child generators per component (``SeedSequence.spawn``).
+"""One root seed, an independent child seed per component (``SeedSequence`` spawn keys).
 
 Library code takes a ``numpy.random.Generator`` and never touches global RNGs; only the command line
 seeds globally (:func:`seed_everything`).
@@ -7,12 +7,6 @@ seeds globally (:func:`seed_everything`).
 from __future__ import annotations
 
 import numpy as np
-
-
-def spawn_generators(seed: int | np.random.SeedSequence, n: int) -> list[np.random.Generator]:
-    """``n`` statistically independent generators derived from one root seed."""
-    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    return [np.random.default_rng(child) for child in root.spawn(n)]
 
 
 def child_seed(seed: int, *path: int) -> int:

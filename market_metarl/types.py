@@ -58,6 +58,7 @@ class CostSpec:
     impact_coef: float = 0.0
 
     def __post_init__(self) -> None:
+        """Reject a negative or NaN cost (``0`` is how a cost is disabled)."""
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int | float) or value != value or value < 0:
@@ -83,6 +84,7 @@ class Regime:
     method: str
 
     def as_row(self) -> dict[str, Any]:
+        """The regime as a table row (dates as ISO strings), as :func:`regimes_to_frame` writes it."""
         return {
             "symbol": self.symbol,
             "start": self.start.date().isoformat(),
@@ -122,6 +124,7 @@ class TaskSpec:
     params: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        """Reject a window that ends before it starts, or an unknown split."""
         if self.end < self.start:
             raise ConfigError(
                 f"task {self.symbol}: end {self.end} is before start {self.start}; swap them"
@@ -131,6 +134,7 @@ class TaskSpec:
 
     @property
     def name(self) -> str:
+        """``SYMBOL:START..END:LABEL``, a readable id for logs and tables."""
         return f"{self.symbol}:{self.start}..{self.end}:{self.label}"
 
     def param(self, name: str) -> float:
@@ -141,6 +145,7 @@ class TaskSpec:
         raise KeyError(f"task {self.name} has no parameter {name!r}; it has {dict(self.params)}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The task as JSON-ready values (dates ISO, ``params`` a dict); costs nested as a dict."""
         d = asdict(self)
         d["start"] = self.start.isoformat()
         d["end"] = self.end.isoformat()

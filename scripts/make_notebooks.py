@@ -7,6 +7,7 @@ to pick small budgets, so it runs in seconds there and at full size when a perso
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import nbformat
@@ -285,9 +286,13 @@ print(len(exp.tasks.split("train")), "training regimes,", len(exp.tasks.split("t
 import shutil
 shutil.rmtree(runs, ignore_errors=True)
 train(exp, "maml", runs / "maml", seed=0)
-train(exp, "rl2", runs / "rl2", seed=0)
-maml, rl2 = TrainedRun.open(runs / "maml"), TrainedRun.open(runs / "rl2")
+maml = TrainedRun.open(runs / "maml")
 print((runs / "maml" / "metrics.csv").read_text()[:400])""",
+        ),
+        (
+            "code",
+            """train(exp, "rl2", runs / "rl2", seed=0)
+rl2 = TrainedRun.open(runs / "rl2")""",
         ),
         (
             "md",
@@ -349,9 +354,16 @@ if SMALL:
     cfg_real["train"]["iterations"] = 5
     cfg_real["train"].setdefault("pooled", {})["iterations"] = 10
 real = Experiment.from_config(cfg_real)
-train(real, "maml", runs / "real", seed=0)
-run = TrainedRun.open(runs / "real")
-pool = real.pool("test")
+print(len(real.tasks.split("train")), "training regimes,", len(real.tasks.split("test")), "held-out regimes")""",
+        ),
+        (
+            "code",
+            """train(real, "maml", runs / "real", seed=0)
+run = TrainedRun.open(runs / "real")""",
+        ),
+        (
+            "code",
+            """pool = real.pool("test")
 rows = [int(i) for i in pool.eligible(real.train.window_days)][: 20 if SMALL else None]
 episode = pool.episode(rows, real.train.window_days)
 for name in ("adapted", "pooled", "finetune", "buy_and_hold"):
@@ -589,10 +601,16 @@ def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     return nb
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "notebooks", help="folder to write into (notebooks/)"
+    )
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     for name, cells in NOTEBOOKS.items():
-        nbformat.write(build(cells), ROOT / "notebooks" / name)
-        print("wrote", name)
+        nbformat.write(build(cells), args.out / name)
+        print("wrote", args.out / name)
 
 
 if __name__ == "__main__":

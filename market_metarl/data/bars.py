@@ -34,6 +34,7 @@ class BarsReport:
 
 
 def _where(frame: pd.DataFrame, mask: Any, limit: int = 3) -> str:
+    """The first ``limit`` dates where ``mask`` holds (ISO), plus how many more, for messages."""
     mask = np.asarray(mask, dtype=bool)
     dates = [d.date().isoformat() for d in frame.index[mask][:limit]]
     more = int(mask.sum()) - len(dates)
@@ -62,6 +63,28 @@ def validate_bars(
     report = BarsReport(source=source)
     if frame is None or len(frame) == 0:
         raise DataError(f"{source}: no rows; give a file or symbol with daily bars")
+    df = _canonical_columns(frame, source, report)
+    df = _date_index(df, source, report)
+    df = _numeric_sorted_unique(df, source, report)
+    _check_prices(df, source, report)
+    if len(df) < min_rows:
+        raise DataError(
+            f"{source}: {len(df)} row(s), at least {min_rows} needed; use a longer date range"
+        )
+    suspects = split_suspects(df)
+    if suspects:
+        report.warnings.append(
+            "one-day moves that look like unadjusted splits on "
+            + ", ".join(d.date().isoformat() for d in suspects)
+            + "; use split-adjusted prices (e.g. Yahoo's Adj Close) if these are not real"
+        )
+    report.rows = len(df)
+    report.first, report.last = df.index[0], df.index[-1]
+    return df, report
+
+
+def _canonical_columns(frame: pd.DataFrame, source: str, report: BarsReport) -> pd.DataFrame:
+    """A copy with lower-case ``open high low close volume`` only (volume 0 when absent)."""
     df = frame.copy()
     df.columns = [str(c).strip().lower() for c in df.columns]
     missing = [c for c in ("open", "high", "low", "close") if c not in df.columns]
@@ -73,8 +96,11 @@ def validate_bars(
     if "volume" not in df.columns:
         df["volume"] = 0.0
         report.notes.append("no volume column: volume set to 0")
-    df = df[list(BAR_COLUMNS)]
+    return df[list(BAR_COLUMNS)]
 
+
+def _date_index(df: pd.DataFrame, source: str, report: BarsReport) -> pd.DataFrame:
+    """``df`` on a tz-naive, midnight-normalised ``DatetimeIndex`` named ``date`` (in place)."""
     if not isinstance(df.index, pd.DatetimeIndex):
         try:
             df.index = pd.DatetimeIndex(pd.to_datetime(df.index))
@@ -91,7 +117,11 @@ def validate_bars(
         )
     df.index = df.index.normalize()
     df.index.name = "date"
+    return df
 
+
+def _numeric_sorted_unique(df: pd.DataFrame, source: str, report: BarsReport) -> pd.DataFrame:
+    """float64 columns (non-numeric cells raise), rows sorted by date, duplicate dates raise."""
     for col in BAR_COLUMNS:
         converted = pd.to_numeric(df[col], errors="coerce")
         bad_mask = converted.isna().to_numpy() & df[col].notna().to_numpy()
@@ -108,7 +138,16 @@ def validate_bars(
     dup = df.index.duplicated(keep=False)
     if dup.any():
         raise DataError(f"{source}: duplicate dates {_where(df, dup)}; keep one row per date")
+    return df
 
+
+def _check_prices(df: pd.DataFrame, source: str, report: BarsReport) -> None:
+    """Check the price and volume values of a dated, numeric frame.
+
+    Raises on NaN, non-positive prices, negative volume, ``high < low`` or a close outside
+    ``[low, high]``; widens ``[low, high]`` in place to cover an open outside it (a vendor quirk
+    seen in real data), with a note in ``report``.
+    """
     prices = df[["open", "high", "low", "close"]].to_numpy()
     nan_rows = np.isnan(prices).any(axis=1) | df["volume"].isna().to_numpy()
     if nan_rows.any():
@@ -142,20 +181,6 @@ def validate_bars(
         df.loc[o_out, "high"] = np.maximum(h[o_out], o[o_out])
         df.loc[o_out, "low"] = np.minimum(lo[o_out], o[o_out])
         report.notes.append(f"open outside [low, high] on {_where(df, o_out)}: range widened")
-    if len(df) < min_rows:
-        raise DataError(
-            f"{source}: {len(df)} row(s), at least {min_rows} needed; use a longer date range"
-        )
-    suspects = split_suspects(df)
-    if suspects:
-        report.warnings.append(
-            "one-day moves that look like unadjusted splits on "
-            + ", ".join(d.date().isoformat() for d in suspects)
-            + "; use split-adjusted prices (e.g. Yahoo's Adj Close) if these are not real"
-        )
-    report.rows = len(df)
-    report.first, report.last = df.index[0], df.index[-1]
-    return df, report
 
 
 def split_suspects(df: pd.DataFrame, threshold: float = SPLIT_LIKE_MOVE) -> list[pd.Timestamp]:

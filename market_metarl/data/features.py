@@ -37,6 +37,7 @@ class FeatureSpec:
     return_lags: int = 0
 
     def __post_init__(self) -> None:
+        """Reject settings that would give no or negative windows, naming the ``features.`` field."""
         if self.vol_window == 1 or self.vol_window < 0:
             raise ConfigError(
                 f"features.vol_window must be >= 2 (or 0 to disable), got {self.vol_window}"
@@ -55,6 +56,7 @@ class FeatureSpec:
         return max(spans)
 
     def names(self) -> list[str]:
+        """Column names :func:`compute_features` returns, in order (``log_ret`` first)."""
         cols = ["log_ret"] + (["vol"] if self.vol_window else [])
         cols += [f"mom_{h}" for h in self.momentum_horizons]
         if self.drawdown:

@@ -1,6 +1,6 @@
 """Regime charts: the close price with each regime span shaded by label, and the rolling volatility.
 
-matplotlib is imported inside the function (Agg backend, forced), and every figure is closed after
+matplotlib is imported inside the functions (Agg backend, forced), and every figure is closed after
 saving, so plotting leaves no pyplot state behind and never needs a display.
 """
 
@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from market_metarl.data.regimes import REGIME_LABELS, VOL_THRESHOLD
+from market_metarl.data.regime_labels import REGIME_LABELS, VOL_THRESHOLD
 from market_metarl.types import TRADING_DAYS_PER_YEAR, DataError, Regime
 
 REGIME_COLORS: dict[str, str] = {
@@ -72,10 +73,7 @@ def plot_regimes(
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import FuncFormatter, LogLocator, PercentFormatter
 
     if "close" not in bars.columns or len(bars) == 0:
         raise DataError("plot_regimes needs a non-empty bars frame with a close column")
@@ -94,54 +92,90 @@ def plot_regimes(
         ax_vol = None
     try:
         axes = [ax] if ax_vol is None else [ax, ax_vol]
-        for i, r in enumerate(ordered):
-            # Shade up to the next regime's start so contiguous spans leave no gap over weekends.
-            right = ordered[i + 1].start if i + 1 < len(ordered) else r.end
-            for a in axes:
-                a.axvspan(r.start, right, color=colors[r.label], alpha=0.55, lw=0)
-                if i > 0:
-                    a.axvline(r.start, color="white", lw=0.6)
-        ax.plot(close.index, close.to_numpy(), color="black", lw=0.9)
-        if log_scale and bool((close > 0).all()):
-            ax.set_yscale("log")
-            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
-            ax.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
-            ax.yaxis.set_major_formatter(
-                FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:.3g}")
-            )
-            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-        ax.set_ylabel("close" + (" (log scale)" if log_scale else ""))
-        ax.margins(x=0)
-        ax.grid(True, which="major", axis="y", color="white", lw=0.5, alpha=0.8)
-        if title is None and ordered:
-            symbol = ordered[0].symbol or "bars"
-            title = f"{symbol}: {len(ordered)} regimes ({ordered[0].method})"
-        if title:
-            ax.set_title(title, loc="left")
-        present = [label for label in (*REGIME_LABELS, *colors) if label in colors]
-        handles = [
-            Patch(facecolor=colors[label], alpha=0.55, label=label)
-            for label in dict.fromkeys(present)
-        ]
-        if handles:
-            ax.legend(handles=handles, loc="upper left", ncol=6, fontsize=8, framealpha=0.9)
+        _shade_regimes(axes, ordered, colors)
+        _draw_price(ax, close, log_scale)
+        _title_and_legend(ax, ordered, colors, title)
         if ax_vol is not None:
-            log_ret = pd.Series(np.log(close.to_numpy()), index=close.index).diff()
-            vol = log_ret.rolling(vol_window, min_periods=vol_window).std() * math.sqrt(
-                TRADING_DAYS_PER_YEAR
-            )
-            ax_vol.plot(vol.index, vol.to_numpy(), color="black", lw=0.7)
-            ax_vol.axhline(VOL_THRESHOLD, color="black", lw=0.6, ls="--")
-            ax_vol.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-            ax_vol.set_ylabel(f"vol {vol_window}d", fontsize=8)
-            ax_vol.set_ylim(bottom=0)
-            ax_vol.margins(x=0)
-        bottom = axes[-1]
-        locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
-        bottom.xaxis.set_major_locator(locator)
-        bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+            _draw_vol(ax_vol, close, vol_window)
+        _format_dates(axes[-1])
         fig.tight_layout()
         fig.savefig(out, dpi=120)
     finally:
         plt.close(fig)
     return out
+
+
+def _shade_regimes(axes: list[Any], ordered: Sequence[Regime], colors: dict[str, str]) -> None:
+    """Shade each regime's span on every axis, with a thin white line at each boundary."""
+    for i, r in enumerate(ordered):
+        # Shade up to the next regime's start so contiguous spans leave no gap over weekends.
+        right = ordered[i + 1].start if i + 1 < len(ordered) else r.end
+        for a in axes:
+            a.axvspan(r.start, right, color=colors[r.label], alpha=0.55, lw=0)
+            if i > 0:
+                a.axvline(r.start, color="white", lw=0.6)
+
+
+def _draw_price(ax: Any, close: pd.Series, log_scale: bool) -> None:
+    """The close in black; a log axis with readable ticks when asked and every price is > 0."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.plot(close.index, close.to_numpy(), color="black", lw=0.9)
+    if log_scale and bool((close > 0).all()):
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+        ax.yaxis.set_major_formatter(
+            FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:.3g}")
+        )
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_ylabel("close" + (" (log scale)" if log_scale else ""))
+    ax.margins(x=0)
+    ax.grid(True, which="major", axis="y", color="white", lw=0.5, alpha=0.8)
+
+
+def _title_and_legend(
+    ax: Any, ordered: Sequence[Regime], colors: dict[str, str], title: str | None
+) -> None:
+    """The title (default: symbol, regime count, method) and one legend entry per label shown.
+
+    Labels of the vocabulary come first, in :data:`REGIME_LABELS` order, then any others.
+    """
+    from matplotlib.patches import Patch
+
+    if title is None and ordered:
+        symbol = ordered[0].symbol or "bars"
+        title = f"{symbol}: {len(ordered)} regimes ({ordered[0].method})"
+    if title:
+        ax.set_title(title, loc="left")
+    present = [label for label in (*REGIME_LABELS, *colors) if label in colors]
+    handles = [
+        Patch(facecolor=colors[label], alpha=0.55, label=label) for label in dict.fromkeys(present)
+    ]
+    if handles:
+        ax.legend(handles=handles, loc="upper left", ncol=6, fontsize=8, framealpha=0.9)
+
+
+def _draw_vol(ax_vol: Any, close: pd.Series, vol_window: int) -> None:
+    """Trailing ``vol_window``-day annualised volatility, with the ``volatile`` threshold dashed."""
+    from matplotlib.ticker import PercentFormatter
+
+    log_ret = pd.Series(np.log(close.to_numpy()), index=close.index).diff()
+    vol = log_ret.rolling(vol_window, min_periods=vol_window).std() * math.sqrt(
+        TRADING_DAYS_PER_YEAR
+    )
+    ax_vol.plot(vol.index, vol.to_numpy(), color="black", lw=0.7)
+    ax_vol.axhline(VOL_THRESHOLD, color="black", lw=0.6, ls="--")
+    ax_vol.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax_vol.set_ylabel(f"vol {vol_window}d", fontsize=8)
+    ax_vol.set_ylim(bottom=0)
+    ax_vol.margins(x=0)
+
+
+def _format_dates(bottom: Any) -> None:
+    """Concise date ticks (6 to 14 of them) on the bottom axis, which the others share."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
+    bottom.xaxis.set_major_locator(locator)
+    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))

@@ -31,10 +31,12 @@ class SourceSpec:
 
     @property
     def text(self) -> str:
+        """The spec written back as a string (``kind:target?k=v&...``), options in their given order."""
         query = "&".join(f"{k}={v}" for k, v in self.options)
         return f"{self.kind}:{self.target}" + (f"?{query}" if query else "")
 
     def option(self, key: str, default: str | None = None) -> str | None:
+        """The value of query option ``key`` (``synthetic:ar-regimes?seed=3`` has ``seed``), or ``default``."""
         return dict(self.options).get(key, default)
 
 

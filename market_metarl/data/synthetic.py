@@ -56,6 +56,7 @@ class ARRegimeParams:
     burn_in: int = 60
 
     def __post_init__(self) -> None:
+        """Reject too few tasks or days, ``phi`` outside ``[0, 1)`` or unordered, non-positive sigmas."""
         if self.n_tasks < 1 or self.days < 5:
             raise ConfigError("synthetic: n_tasks must be >= 1 and days >= 5")
         if not 0 <= self.phi_min <= self.phi_max < 1:
@@ -79,9 +80,11 @@ class SyntheticRegime:
 
     @property
     def label(self) -> str:
+        """``momentum`` for positive autocorrelation ``phi``, else ``mean-reversion``."""
         return "momentum" if self.phi > 0 else "mean-reversion"
 
     def params(self) -> tuple[tuple[str, float], ...]:
+        """The true generating parameters as sorted ``(name, value)`` pairs (:attr:`TaskSpec.params`)."""
         return (("mu", self.mu), ("phi", self.phi), ("sigma", self.sigma))
 
 

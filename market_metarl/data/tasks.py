@@ -48,6 +48,7 @@ class DataSection:
     warmup_days: int = 100
 
     def __post_init__(self) -> None:
+        """Reject an empty symbol list, a symbol both trained on and held out, or negative warm-up."""
         if not self.symbols:
             raise ConfigError("data.symbols is empty; list at least one symbol, e.g. ['SPY']")
         overlap = set(self.symbols) & set(self.heldout_symbols)
@@ -82,6 +83,7 @@ class RegimeSection:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Reject task lengths that would give one-day tasks or a maximum below the minimum."""
         if self.min_task_days < 2:
             raise ConfigError(f"regimes.min_task_days must be >= 2, got {self.min_task_days}")
         if self.max_task_days and self.max_task_days < self.min_task_days:
@@ -108,6 +110,12 @@ class SplitSection:
     embargo_days: int = 20
 
     def windows(self) -> dict[Split, tuple[dt.date, dt.date]]:
+        """The parsed ``(start, end)`` dates of each split given (``val`` only when set).
+
+        Raises:
+            ConfigError: A split that is not ``[start, end]`` ISO dates, ends before it starts, or
+                ``train`` missing.
+        """
         out: dict[Split, tuple[dt.date, dt.date]] = {}
         for name in SPLITS:
             value = getattr(self, name)
@@ -129,6 +137,7 @@ class SplitSection:
         return out
 
     def __post_init__(self) -> None:
+        """Parse the windows and reject any two splits closer than ``embargo_days`` trading days."""
         if self.embargo_days < 0:
             raise ConfigError(f"splits.embargo_days must be >= 0, got {self.embargo_days}")
         spans = sorted(self.windows().items(), key=lambda kv: kv[1][0])
@@ -152,15 +161,19 @@ class TaskSet:
     costs: CostSpec
 
     def split(self, name: Split) -> list[TaskSpec]:
+        """The tasks of split ``name`` (``train``/``val``/``test``), in the set's order."""
         return [t for t in self.tasks if t.split == name]
 
     def __iter__(self) -> Iterator[TaskSpec]:
+        """Every task, all splits, in the set's order."""
         return iter(self.tasks)
 
     def __len__(self) -> int:
+        """Number of tasks over all splits."""
         return len(self.tasks)
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per task: ``symbol, split, start, end, label, source`` (dates as ISO strings)."""
         rows = [
             {
                 "symbol": t.symbol,
@@ -173,9 +186,6 @@ class TaskSet:
             for t in self.tasks
         ]
         return pd.DataFrame(rows, columns=["symbol", "split", "start", "end", "label", "source"])
-
-
-DATA_SECTIONS = ("data", "regimes", "splits", "costs")
 
 
 def load_taskset(path: str | Path) -> TaskSet:

@@ -29,11 +29,17 @@ REFRESH_OVERLAP_DAYS = 7
 
 
 def cache_path(symbol: str, interval: str = "1d", adjusted: bool = True) -> Path:
+    """Parquet file caching ``symbol`` under the download cache (``^`` and ``/`` made file-safe)."""
     safe = symbol.upper().replace("/", "_").replace("^", "IDX_")
     return cache_dir() / "yfinance" / f"{safe}_{interval}_{'adj' if adjusted else 'raw'}.parquet"
 
 
 def read_cache(symbol: str, interval: str = "1d", adjusted: bool = True) -> pd.DataFrame | None:
+    """The cached bars of ``symbol`` as stored, or None when nothing is cached.
+
+    Raises:
+        DataError: The cache file exists but cannot be read (the message says to delete it).
+    """
     path = cache_path(symbol, interval, adjusted)
     if not path.is_file():
         return None

@@ -1,13 +1,15 @@
 """Environments: cost model, simulator, observations, actions, rewards and the Gymnasium envs.
 
-Importing this package registers two Gymnasium ids, lazily (the entry points are strings, so no
-data is read until ``gym.make``):
+Importing this package registers two Gymnasium ids (:mod:`market_metarl.envs.registration`;
+``import market_metarl`` does too), lazily: the entry points are strings, so no data is read until
+``gym.make``.
 
 - ``market_metarl/Trading-v0``: :class:`TradingEnv`, bundled SPY 2010-01-01..2012-12-31 by default
   (``gym.make("market_metarl/Trading-v0", task=..., env_spec=...)`` overrides it);
 - ``market_metarl/Portfolio-v0``: :class:`PortfolioEnv`, bundled SPY, IWM and EEM over the same dates.
 
-The env classes are imported on first attribute access, so this module stays light (no torch).
+The env classes (and :class:`EnvSpec`) are imported on first attribute access, so this package
+stays light: importing it loads neither pandas nor torch.
 """
 
 from __future__ import annotations
@@ -15,21 +17,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from gymnasium.envs.registration import register, registry
-
-from market_metarl.envs.spec import EnvSpec
+from market_metarl.envs.registration import PORTFOLIO_ID, TRADING_ID, register_envs
 
 if TYPE_CHECKING:
     from market_metarl.envs.market import TaskMarket
     from market_metarl.envs.portfolio_env import PortfolioEnv
+    from market_metarl.envs.spec import EnvSpec
     from market_metarl.envs.trading_env import TradingEnv
     from market_metarl.envs.vector_env import BatchedTradingEnv
     from market_metarl.types import CostSpec, TaskSpec
 
-TRADING_ID = "market_metarl/Trading-v0"
-PORTFOLIO_ID = "market_metarl/Portfolio-v0"
-
 _LAZY = {
+    "EnvSpec": "market_metarl.envs.spec",
     "TradingEnv": "market_metarl.envs.trading_env",
     "PortfolioEnv": "market_metarl.envs.portfolio_env",
     "BatchedTradingEnv": "market_metarl.envs.vector_env",
@@ -43,7 +42,6 @@ _LAZY = {
 __all__ = [
     "PORTFOLIO_ID",
     "TRADING_ID",
-    "EnvSpec",
     "make_env",
     "make_vector_env",
     *_LAZY,
@@ -63,8 +61,11 @@ def make_env(
     env_spec: EnvSpec | None = None,
     costs: CostSpec | None = None,
 ) -> TradingEnv | PortfolioEnv:
-    """A fresh env for a task: :class:`TradingEnv` for one TaskSpec (or a one-asset
-    :class:`TaskMarket`), :class:`PortfolioEnv` for several TaskSpecs (one per asset)."""
+    """A fresh env for a task.
+
+    :class:`TradingEnv` for one TaskSpec (or a one-asset :class:`TaskMarket`),
+    :class:`PortfolioEnv` for several TaskSpecs (one per asset) or a multi-asset market.
+    """
     from market_metarl.envs.market import TaskMarket
     from market_metarl.envs.portfolio_env import PortfolioEnv
     from market_metarl.envs.trading_env import TradingEnv
@@ -89,7 +90,4 @@ def make_vector_env(
     return BatchedTradingEnv(tasks, env_spec, costs)
 
 
-if TRADING_ID not in registry:
-    register(id=TRADING_ID, entry_point="market_metarl.envs.trading_env:default_trading_env")
-if PORTFOLIO_ID not in registry:
-    register(id=PORTFOLIO_ID, entry_point="market_metarl.envs.portfolio_env:default_portfolio_env")
+register_envs()

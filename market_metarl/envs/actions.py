@@ -26,6 +26,11 @@ class ActionMap:
     """
 
     def __init__(self, spec: EnvSpec, n_assets: int = 1) -> None:
+        """Build the action space; discrete levels are clipped to the allowed weight range.
+
+        Raises:
+            ConfigError: Discrete actions asked for more than one asset.
+        """
         self.kind = spec.action
         self.n_assets = int(n_assets)
         self.max_leverage = float(spec.max_leverage)

@@ -1,5 +1,6 @@
-"""The one cost model: built from a :class:`~market_metarl.types.CostSpec`, used by the simulator,
-the backtest and paper trading alike.
+"""The one cost model, used by the simulator, the backtest and paper trading alike.
+
+It is built from a :class:`~market_metarl.types.CostSpec`.
 
 Costs of one rebalance, in account currency, for a book with equity ``E`` (before the trade) moving
 from pre-trade weights ``u`` to target weights ``w``; the traded notional of asset ``i`` is

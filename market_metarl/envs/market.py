@@ -50,6 +50,7 @@ class TaskMarket:
 
     @property
     def n_assets(self) -> int:
+        """Number of assets traded together (N)."""
         return len(self.symbols)
 
     @property
@@ -58,6 +59,7 @@ class TaskMarket:
         return self.last - self.first + 1
 
     def date(self, row: int) -> dt.date:
+        """The calendar date of array row ``row``."""
         return self.dates[row].astype(dt.date)
 
     def sub(self, first: int, last: int, warmup_rows: int) -> TaskMarket:
@@ -107,22 +109,7 @@ class TaskMarket:
         Raises:
             DataError: When no rows fall in ``start..end`` or the frames share no dates.
         """
-        frames = {"asset": bars} if isinstance(bars, pd.DataFrame) else dict(bars)
-        if not frames:
-            raise DataError("no bars given; pass a bars frame or {symbol: frame}")
-        if validate:
-            clean = {s: validate_bars(f, source=s)[0] for s, f in frames.items()}
-        else:
-            clean = frames
-        index = None
-        for frame in clean.values():
-            index = frame.index if index is None else index.intersection(frame.index)
-        assert index is not None
-        if len(index) < 2:
-            raise DataError(
-                f"the bars of {', '.join(clean)} share {len(index)} date(s); give overlapping series"
-            )
-        clean = {s: f.loc[index] for s, f in clean.items()}
+        clean, index = _aligned_frames(bars, validate)
         opens = np.stack([f["open"].to_numpy() for f in clean.values()], axis=1)
         closes = np.stack([f["close"].to_numpy() for f in clean.values()], axis=1)
         volumes = np.stack([f["volume"].to_numpy() for f in clean.values()], axis=1)
@@ -131,19 +118,7 @@ class TaskMarket:
             axis=1,
         )
         feats = np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0)
-        first = features.warmup + window - 1 if start is None else _row(index, start, "left")
-        last = len(index) - 1 if end is None else _row(index, end, "right") - 1
-        if last <= first:
-            if start is None:
-                raise DataError(
-                    f"{', '.join(clean)}: {len(index)} bars, but the features need "
-                    f"{features.warmup} and the window {window - 1} before the first decision day; "
-                    "give more bars, a start date or a shorter window"
-                )
-            raise DataError(
-                f"{', '.join(clean)}: fewer than 2 bars between {start} and "
-                f"{end or index[-1].date()}; a task needs a decision day and a day to trade"
-            )
+        first, last = _tradable_rows(index, ", ".join(clean), features, window, start, end)
         return cls(
             symbols=tuple(clean),
             dates=index.to_numpy().astype("datetime64[D]"),
@@ -198,6 +173,66 @@ class TaskMarket:
             frames[task.symbol] = slice_with_warmup(bars, task.start, task.end, warmup, task.name)
         # load_bars validated the whole series; its slices need no second pass
         return cls.from_bars(frames, features, window, start=t0.start, end=t0.end, validate=False)
+
+
+def _aligned_frames(
+    bars: pd.DataFrame | Mapping[str, pd.DataFrame], validate: bool
+) -> tuple[dict[str, pd.DataFrame], pd.Index]:
+    """``{symbol: bars}`` (``asset`` for a lone frame), validated if asked, on their common dates.
+
+    Returns:
+        The frames restricted to the dates they all have, and those dates.
+
+    Raises:
+        DataError: No frames, or fewer than 2 dates shared by all of them.
+    """
+    frames = {"asset": bars} if isinstance(bars, pd.DataFrame) else dict(bars)
+    if not frames:
+        raise DataError("no bars given; pass a bars frame or {symbol: frame}")
+    if validate:
+        clean = {s: validate_bars(f, source=s)[0] for s, f in frames.items()}
+    else:
+        clean = frames
+    index = None
+    for frame in clean.values():
+        index = frame.index if index is None else index.intersection(frame.index)
+    assert index is not None
+    if len(index) < 2:
+        raise DataError(
+            f"the bars of {', '.join(clean)} share {len(index)} date(s); give overlapping series"
+        )
+    return {s: f.loc[index] for s, f in clean.items()}, index
+
+
+def _tradable_rows(
+    index: pd.Index,
+    names: str,
+    features: FeatureSpec,
+    window: int,
+    start: dt.date | str | None,
+    end: dt.date | str | None,
+) -> tuple[int, int]:
+    """Rows ``(first, last)`` of the first decision day and the last day marked.
+
+    Without ``start``, the first row whose whole window has every feature defined.
+
+    Raises:
+        DataError: Fewer than 2 tradable rows (``names`` says whose bars, for the message).
+    """
+    first = features.warmup + window - 1 if start is None else _row(index, start, "left")
+    last = len(index) - 1 if end is None else _row(index, end, "right") - 1
+    if last <= first:
+        if start is None:
+            raise DataError(
+                f"{names}: {len(index)} bars, but the features need "
+                f"{features.warmup} and the window {window - 1} before the first decision day; "
+                "give more bars, a start date or a shorter window"
+            )
+        raise DataError(
+            f"{names}: fewer than 2 bars between {start} and "
+            f"{end or index[-1].date()}; a task needs a decision day and a day to trade"
+        )
+    return first, last
 
 
 def _row(index: pd.Index, when: dt.date | str, side: str) -> int:

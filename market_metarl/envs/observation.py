@@ -68,6 +68,11 @@ class ObservationBuilder:
     def __init__(
         self, features: np.ndarray, window: int, first: int, last: int, include_time: bool
     ) -> None:
+        """Lay the features out once as a read-only strided view of every day's window.
+
+        Raises:
+            ValueError: ``features`` is not three-dimensional.
+        """
         if features.ndim != 3:
             raise ValueError(f"features must be (T, N, F), got shape {features.shape}")
         self.features = np.asarray(features, dtype=np.float32)
@@ -130,6 +135,11 @@ class BatchObservationBuilder:
     """
 
     def __init__(self, builders: Sequence[ObservationBuilder]) -> None:
+        """Stack the tasks' windows into one strided view ``(B, T, dim)`` (shorter tasks zero-padded).
+
+        Raises:
+            ValueError: The builders' observation sizes differ.
+        """
         dims = {b.dim for b in builders}
         if len(dims) != 1:
             raise ValueError(f"tasks give observations of different sizes {sorted(dims)}")

@@ -63,6 +63,7 @@ class PortfolioEnv(TradingEnv):
         env_spec: EnvSpec | None = None,
         costs: CostSpec | None = None,
     ) -> None:
+        """Load the tasks' bars into one :class:`TaskMarket` (dates inner-joined) and set up the book."""
         spec = env_spec or PORTFOLIO_SPEC
         if isinstance(tasks, TaskMarket):
             self.task = None

@@ -32,6 +32,13 @@ class Reward:
         """Fresh state for the books where ``rows`` (a bool mask) is True (array state only)."""
 
     def __call__(self, log_ret: Any, drawdown: Any, prev_drawdown: Any) -> Any:
+        """The reward of one step, updating any running state.
+
+        Args:
+            log_ret: Log equity growth of the step, net of costs (float, or ``(B,)`` array).
+            drawdown: Fractional drawdown from the running equity peak after the step.
+            prev_drawdown: The same before the step.
+        """
         raise NotImplementedError
 
 
@@ -44,6 +51,7 @@ class LogReturn(Reward):
     name = "log_return"
 
     def __call__(self, log_ret: Any, drawdown: Any, prev_drawdown: Any) -> Any:
+        """``log_ret`` itself."""
         return log_ret
 
 
@@ -57,9 +65,11 @@ class DrawdownPenalised(Reward):
     name = "drawdown_penalised"
 
     def __init__(self, penalty: float) -> None:
+        """Keep ``penalty`` (>= 0, checked by :class:`~market_metarl.envs.spec.EnvSpec`)."""
         self.penalty = float(penalty)
 
     def __call__(self, log_ret: Any, drawdown: Any, prev_drawdown: Any) -> Any:
+        """``log_ret`` less ``penalty`` times the drawdown added this step (recoveries are not rewarded)."""
         return log_ret - self.penalty * relu(drawdown - prev_drawdown)
 
 
@@ -83,19 +93,23 @@ class DifferentialSharpe(Reward):
     name = "differential_sharpe"
 
     def __init__(self, eta: float) -> None:
+        """Start with zero moments ``A = B = 0`` for one book; :meth:`reset` sizes them for a batch."""
         self.eta = float(eta)
         self.a: Any = 0.0
         self.b: Any = 0.0
 
     def reset(self, size: int | None = None) -> None:
+        """Zero the moments: floats for one book (``size`` None), ``(size,)`` arrays for a batch."""
         self.a = 0.0 if size is None else np.zeros(size)
         self.b = 0.0 if size is None else np.zeros(size)
 
     def reset_rows(self, rows: np.ndarray) -> None:
+        """Zero the moments of the books where the bool mask ``rows`` is True."""
         self.a[rows] = 0.0
         self.b[rows] = 0.0
 
     def __call__(self, log_ret: Any, drawdown: Any, prev_drawdown: Any) -> Any:
+        """``D_t`` from the moments before the step, then move the moments by ``eta`` towards ``r_t``."""
         a, b = self.a, self.b
         d_a = log_ret - a
         d_b = log_ret * log_ret - b

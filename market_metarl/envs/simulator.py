@@ -111,6 +111,11 @@ class MarketSimulator:
         initial_cash: float,
         inv_adv: np.ndarray | None = None,
     ) -> None:
+        """Copy the prices to contiguous float64 and start all-cash books at day 0.
+
+        Raises:
+            ValueError: ``opens`` and ``closes`` are not both ``(B, T, N)``.
+        """
         if opens.ndim != 3 or opens.shape != closes.shape:
             raise ValueError(
                 f"opens and closes must both be (B, T, N), got {opens.shape} and {closes.shape}"
@@ -134,6 +139,7 @@ class MarketSimulator:
 
     @property
     def batch_size(self) -> int:
+        """Number of books (B)."""
         return len(self._rows)
 
     def reset(self, start: int | np.ndarray, rows: np.ndarray | None = None) -> None:
@@ -191,6 +197,7 @@ class ScalarSimulator:
         initial_cash: float,
         inv_adv: np.ndarray | None = None,
     ) -> None:
+        """Keep the prices as Python float lists (fast scalar indexing) and start an all-cash book."""
         self.opens: list[float] = np.asarray(opens, dtype=np.float64).tolist()
         self.closes: list[float] = np.asarray(closes, dtype=np.float64).tolist()
         self.costs = costs

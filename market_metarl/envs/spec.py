@@ -81,6 +81,7 @@ class EnvSpec:
     """Causal features read by the observation window."""
 
     def __post_init__(self) -> None:
+        """Reject a setting out of its documented range, naming the ``env.`` field and the valid values."""
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
             raise ConfigError(f"env.window must be an integer >= 1, got {self.window!r}")
         _one_of("action", self.action, ACTION_KINDS)

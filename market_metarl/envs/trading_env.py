@@ -110,6 +110,7 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         env_spec: EnvSpec | None = None,
         costs: CostSpec | None = None,
     ) -> None:
+        """Load the task's bars into a :class:`TaskMarket` (or take a prepared one); set up the book."""
         spec = env_spec or EnvSpec()
         if isinstance(task, TaskSpec):
             self.task: TaskSpec | None = task
@@ -169,8 +170,11 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         self._done = True
 
     def _make_simulator(self) -> None:
-        """The book (``reset(start)``, ``step(weight) -> (growth, cost, turnover, weight)``,
-        ``equity``) and the action-to-weight function it takes."""
+        """Set up the book and the action-to-weight function it takes.
+
+        The book has ``reset(start)``, ``step(weight) -> (growth, cost, turnover, weight)`` and
+        ``equity``.
+        """
         m = self.market
         self.sim = ScalarSimulator(
             m.opens[:, 0],

@@ -68,6 +68,12 @@ class BatchedTradingEnv(VectorEnv):
         env_spec: EnvSpec | None = None,
         costs: CostSpec | None = None,
     ) -> None:
+        """Load every task (each symbol read once), check they fit together, and set up the arrays.
+
+        Raises:
+            ConfigError: No tasks, tasks with different costs (without ``costs``) or asset counts, or a
+                task the settings cannot run on (:func:`check_task_fits`).
+        """
         spec = env_spec or EnvSpec()
         if not tasks:
             raise ConfigError("a batched env needs at least one task")

@@ -109,6 +109,7 @@ def test_clean_frame_comes_back_canonical() -> None:
     bars, report = validate_bars(raw, source="mem")
     assert tuple(bars.columns) == BAR_COLUMNS
     assert all(dtype == np.float64 for dtype in bars.dtypes)
+    assert isinstance(bars.index, pd.DatetimeIndex)
     assert bars.index.name == "date" and bars.index.tz is None
     assert (bars.index == bars.index.normalize()).all()
     assert (report.rows, report.first, report.last) == (3, bars.index[0], bars.index[-1])
@@ -117,9 +118,9 @@ def test_clean_frame_comes_back_canonical() -> None:
 
 def test_timezone_aware_dates_become_naive_with_a_note() -> None:
     raw = _bars([10.0, 11.0, 12.0])
-    raw.index = raw.index.tz_localize("UTC")
+    raw.index = pd.DatetimeIndex(raw.index).tz_localize("UTC")
     bars, report = validate_bars(raw)
-    assert bars.index.tz is None
+    assert isinstance(bars.index, pd.DatetimeIndex) and bars.index.tz is None
     assert bars.index[0] == pd.Timestamp("2021-01-04")
     assert any("timezone" in n for n in report.notes)
 

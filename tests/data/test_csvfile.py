@@ -35,6 +35,7 @@ def test_layout_is_recognised(name: str) -> None:
     assert bars.index[0] == pd.Timestamp(first)
     assert bars.index[-1] == pd.Timestamp(last)
     assert tuple(bars.columns) == BAR_COLUMNS
+    assert isinstance(bars.index, pd.DatetimeIndex)
     assert bars.index.name == "date" and bars.index.tz is None
 
 
@@ -52,6 +53,7 @@ def test_yahoo_ohlc_is_scaled_by_adj_close_over_close() -> None:
 
 def test_stooq_dates_and_values() -> None:
     bars, report = read_csv_bars(LAYOUTS / "stooq_spy.txt")
+    assert isinstance(bars.index, pd.DatetimeIndex)
     assert list(bars.index.strftime("%Y-%m-%d")) == [
         "2020-09-01",
         "2020-09-02",

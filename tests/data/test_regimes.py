@@ -10,17 +10,15 @@ import pytest
 
 from market_metarl.data.bars import validate_bars
 from market_metarl.data.plotting import plot_regimes
+from market_metarl.data.regime_labels import REGIME_LABELS, label_segment
 from market_metarl.data.regimes import (
-    REGIME_LABELS,
     REGIME_METHODS,
-    fit_hmm,
-    label_segment,
-    merge_short_runs,
     method_params,
     regimes_from_frame,
     regimes_to_frame,
     slice_regimes,
 )
+from market_metarl.data.segmentation import fit_hmm, merge_short_runs
 from market_metarl.types import ConfigError, DataError, Regime
 
 SWITCH = 500

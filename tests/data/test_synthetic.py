@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import itertools
 
 import numpy as np
@@ -28,6 +29,13 @@ def regime_returns(bars: pd.DataFrame, regime: SyntheticRegime) -> np.ndarray:
     """Close-to-close log returns of the days of ``regime`` (each against the previous close)."""
     log_ret = np.log(bars["close"]).diff()
     return log_ret.loc[pd.Timestamp(regime.start) : pd.Timestamp(regime.end)].to_numpy()
+
+
+def row(bars: pd.DataFrame, day: dt.date) -> int:
+    """Row of ``day`` in ``bars`` (unique dates, so a single int)."""
+    loc = bars.index.get_loc(pd.Timestamp(day))
+    assert isinstance(loc, int)
+    return loc
 
 
 def test_same_seed_same_series_and_regimes() -> None:
@@ -60,10 +68,7 @@ def test_regimes_tile_the_series_with_their_true_params() -> None:
         assert r.label == ("momentum" if r.phi > 0 else "mean-reversion")
         assert PARAMS.sigma_min <= r.sigma <= PARAMS.sigma_max
     for prev, nxt in itertools.pairwise(regimes):
-        assert (
-            bars.index.get_loc(pd.Timestamp(nxt.start))
-            == bars.index.get_loc(pd.Timestamp(prev.end)) + 1
-        )
+        assert row(bars, nxt.start) == row(bars, prev.end) + 1
 
 
 def test_phi_magnitudes_in_range_with_both_signs() -> None:

@@ -286,7 +286,6 @@ embargo_days = 30
 
 
 def test_taskset_over_csv_files(tmp_path: Path) -> None:
-    pytest.importorskip("market_metarl.data.regimes")
     train = write_csv(tmp_path / "alpha.csv", seed=1, days=1000)
     heldout = write_csv(tmp_path / "beta.csv", seed=2, days=1000)
     ts = load_taskset(write(tmp_path, CSV_TOML.format(train=train, heldout=heldout)))
@@ -299,7 +298,8 @@ def test_taskset_over_csv_files(tmp_path: Path) -> None:
         assert seg_start <= task.start <= task.end <= seg_end
         # a 60-bar window, maybe cut by a segment edge or joined by a short remainder
         assert 40 <= n_bars(bars[task.source], task) <= 60 + 40
-        assert bars[task.source].index.get_loc(pd.Timestamp(task.start)) >= 30  # warm-up room
+        loc = bars[task.source].index.get_loc(pd.Timestamp(task.start))
+        assert isinstance(loc, int) and loc >= 30  # warm-up room
 
 
 def test_symbol_names() -> None:
@@ -335,7 +335,6 @@ embargo_days = 2
 
 
 def test_taskset_over_the_real_csv_fixtures(tmp_path: Path) -> None:
-    pytest.importorskip("market_metarl.data.regimes")
     layouts = Path(__file__).resolve().parents[1] / "fixtures" / "layouts"
     ts = load_taskset(write(tmp_path, FIXTURE_TOML.format(layouts=layouts)))
     got = [(t.symbol, t.split, t.start.isoformat(), t.end.isoformat()) for t in ts]

@@ -83,7 +83,8 @@ class FakeDownload:
 
 @pytest.fixture
 def yf(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> FakeDownload:
-    yfinance = pytest.importorskip("yfinance")
+    import yfinance
+
     fake = FakeDownload(yfinance.download)
     monkeypatch.setattr(yfinance, "download", fake)
     return fake
@@ -169,7 +170,9 @@ def test_offline_with_cache_names_symbol_and_the_cached_copy(yf: FakeDownload) -
     assert "SPY" in message
     assert f"a cached copy through {last} exists" in message
     assert "yfinance:SPY?offline=1" in message
-    pd.testing.assert_frame_equal(read_cache("SPY"), before)
+    after = read_cache("SPY")
+    assert after is not None and before is not None
+    pd.testing.assert_frame_equal(after, before)
 
 
 def test_unknown_symbol_among_several_is_named(yf: FakeDownload) -> None:
@@ -203,11 +206,12 @@ def test_refresh_asks_only_for_the_tail_and_replaces_revised_bars(yf: FakeDownlo
 
 def test_timezone_aware_index_is_cached_naive(yf: FakeDownload) -> None:
     frame = history(10, 400.0, 1)
-    frame.index = frame.index.tz_localize("America/New_York")
+    frame.index = pd.DatetimeIndex(frame.index).tz_localize("America/New_York")
     yf.market = {"SPY": frame}
     fetch_yfinance(["SPY"], sleep=no_sleep)
     cached = read_cache("SPY")
-    assert cached is not None and cached.index.tz is None
+    assert cached is not None and isinstance(cached.index, pd.DatetimeIndex)
+    assert cached.index.tz is None
     assert cached.index[0] == pd.Timestamp("2024-01-02")
 
 

@@ -13,7 +13,7 @@ from market_metarl.data.bars import validate_bars
 from market_metarl.envs import accounting
 from market_metarl.envs.costs import CostModel, trailing_adv
 from market_metarl.envs.simulator import MarketSimulator, ScalarSimulator
-from market_metarl.envs.spec import EnvSpec
+from market_metarl.envs.spec import ActionKind, EnvSpec
 from market_metarl.envs.trading_env import TradingEnv
 from market_metarl.types import CostSpec
 
@@ -34,7 +34,7 @@ def run_episode(env: TradingEnv, actions: list) -> tuple[list[float], list[dict]
 
 
 @pytest.mark.parametrize("action", ["discrete", "continuous"])
-def test_constant_prices_every_policy_loses_exactly_its_costs(action: str) -> None:
+def test_constant_prices_every_policy_loses_exactly_its_costs(action: ActionKind) -> None:
     spec = EnvSpec(window=5, action=action, max_leverage=1.5, levels=(-1.5, -0.5, 0.0, 0.7, 1.5))
     env = TradingEnv.from_bars(constant_bars(80), spec, COSTS)
     env.action_space.seed(7)
@@ -115,7 +115,9 @@ def test_hand_computed_three_days_with_fees_slippage_and_a_short() -> None:
     assert infos[-1]["turnover"] == pytest.approx(0.4784688995215311, rel=1e-12)
 
 
-def _random_book(rng: np.random.Generator, b: int, t: int, n: int):
+def _random_book(
+    rng: np.random.Generator, b: int, t: int, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, (b, t + 1, n)), axis=1))
     opens = closes * np.exp(rng.normal(0, 0.01, closes.shape))
     weights = rng.uniform(-1.2, 1.2, (b, t, n)) / n
@@ -123,7 +125,8 @@ def _random_book(rng: np.random.Generator, b: int, t: int, n: int):
 
 
 def test_numpy_and_torch_accounting_agree() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     rng = np.random.default_rng(0)
     opens, closes, weights = _random_book(rng, 3, 50, 4)
     w_init = rng.uniform(-0.3, 0.3, (3, 1, 4))

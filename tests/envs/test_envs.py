@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -13,6 +15,8 @@ from env_bars import random_walk_bars
 from gymnasium.utils.env_checker import check_env
 
 import market_metarl.envs as envs
+from market_metarl.config import read_toml
+from market_metarl.data.tasks import load_taskset
 from market_metarl.envs.portfolio_env import PortfolioEnv
 from market_metarl.envs.spec import EnvSpec, env_spec_from_config
 from market_metarl.envs.trading_env import TradingEnv
@@ -52,17 +56,6 @@ def test_portfolio_env_passes_check_env() -> None:
     assert np.abs(info["position"]).sum() == pytest.approx(1.0, abs=0.05)  # scaled to gross 1
 
 
-def _have_bundled() -> bool:
-    try:
-        from market_metarl.data.sources import load_bars
-
-        load_bars("bundled:SPY")
-    except Exception:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _have_bundled(), reason="bundled data (data.sources) not available")
 @pytest.mark.parametrize("env_id", [envs.TRADING_ID, envs.PORTFOLIO_ID])
 def test_registered_envs(env_id: str) -> None:
     env = gym.make(env_id)
@@ -78,13 +71,8 @@ def _configs() -> list[Path]:
 
 @pytest.mark.parametrize("path", _configs(), ids=lambda p: p.name)
 def test_every_config_builds_a_valid_env(path: Path) -> None:
-    tasks_mod = pytest.importorskip("market_metarl.data.tasks", reason="data.tasks not written yet")
-    if not hasattr(tasks_mod, "load_taskset"):
-        pytest.skip("market_metarl.data.tasks.load_taskset does not exist yet")
-    from market_metarl.config import read_toml
-
     spec = env_spec_from_config(read_toml(path))
-    taskset = tasks_mod.load_taskset(path)
+    taskset = load_taskset(path)
     env = envs.make_env(taskset.split("train")[0], spec)
     checked(env)
 
@@ -110,7 +98,7 @@ def test_truncated_at_the_last_bar_and_step_after_end_raises() -> None:
     bars = random_walk_bars(120, seed=6)
     env = TradingEnv.from_bars(bars, EnvSpec(window=5))
     env.reset(seed=0)
-    steps, truncated, info = 0, False, {}
+    steps, truncated, info = 0, False, dict[str, Any]()
     while not truncated:
         _, _, terminated, truncated, info = env.step(1)
         assert not terminated
@@ -143,9 +131,13 @@ def test_random_start_uses_only_the_env_rng() -> None:
     assert max(dates) <= env.market.date(half)
 
 
-def _trajectory(env: gym.Env, policy, n: int):
+Step = tuple[Any, SupportsFloat, float, dt.date]
+"""One trajectory step: observation, reward, equity, date of the close just marked."""
+
+
+def _trajectory(env: gym.Env, policy: Callable[[np.ndarray], int], n: int) -> list[Step]:
     obs, info = env.reset(seed=0)
-    out = [(obs, 0.0, info["equity"], info["date"])]
+    out: list[Step] = [(obs, 0.0, info["equity"], info["date"])]
     for _ in range(n):
         obs, reward, terminated, truncated, info = env.step(policy(obs))
         out.append((obs, reward, info["equity"], info["date"]))
@@ -154,7 +146,7 @@ def _trajectory(env: gym.Env, policy, n: int):
     return out
 
 
-def test_lookahead_altering_bars_after_T_changes_nothing_up_to_T() -> None:
+def test_lookahead_altering_bars_after_t_changes_nothing_up_to_t() -> None:
     bars = random_walk_bars(260, seed=11)
     cut = bars.index[180]
     altered = bars.copy()

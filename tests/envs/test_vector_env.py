@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, SupportsFloat
+
 import numpy as np
 import pytest
 from env_bars import random_walk_bars
@@ -16,7 +18,9 @@ from market_metarl.types import CostSpec
 COSTS = CostSpec(fee_bps=2.0, slippage_bps=3.0, min_fee=2.0, impact_coef=0.1)
 
 
-def _step_single(env: TradingEnv, action, seed_done: bool):
+def _step_single(
+    env: TradingEnv, action: Any, seed_done: bool
+) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
     """One single-env step under NEXT_STEP autoreset semantics."""
     if env._done:
         obs, info = env.reset()
