@@ -131,21 +131,6 @@ def test_checker_allows_forward_imports(file: str, code: str) -> None:
 
 # ------------------------------------------------------------------------------------- cycles
 
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        # TEMPORARY: removed when the house refactor lands (issue 14 moves the shared pieces of
-        # backtest runner/report/plots so they stop importing each other).
-        frozenset(
-            {
-                "market_metarl.backtest.plots",
-                "market_metarl.backtest.report",
-                "market_metarl.backtest.runner",
-            }
-        ),
-    }
-)
-"""Import cycles known today, each as the set of its modules; any other cycle fails."""
-
 
 def import_graph() -> dict[str, set[str]]:
     """``{module: package modules it imports}``.
@@ -225,15 +210,8 @@ def cycle_path(graph: dict[str, set[str]], component: list[str]) -> str:
 
 def test_no_import_cycles() -> None:
     graph = import_graph()
-    cycles = [c for c in import_cycles(graph) if frozenset(c) not in KNOWN_CYCLES]
+    cycles = import_cycles(graph)
     assert not cycles, "import cycles:\n" + "\n".join(cycle_path(graph, c) for c in cycles)
-
-
-def test_known_cycles_are_still_cycles() -> None:
-    """A fixed cycle must leave :data:`KNOWN_CYCLES`, so the list only shrinks."""
-    current = {frozenset(c) for c in import_cycles(import_graph())}
-    stale = [sorted(c) for c in KNOWN_CYCLES if c not in current]
-    assert not stale, f"remove from KNOWN_CYCLES (fixed): {stale}"
 
 
 def test_cycle_finder_on_a_hand_made_graph() -> None:

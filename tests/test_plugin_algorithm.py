@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from market_metarl.cli import main
-from market_metarl.meta.contracts import BuildContext
 from market_metarl.meta.episodes import Episode
+from market_metarl.meta.experiment import BuildContext
 from market_metarl.meta.registry import Algorithm, algorithm_names, register, unregister
 from market_metarl.meta.rollout import PNL_SCALE, episode_log_returns
 from market_metarl.meta.rundir import write_toml

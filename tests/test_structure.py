@@ -21,28 +21,8 @@ LONG_FUNCTIONS_ALLOWED = frozenset({"market_metarl.meta.trainer.train"})
 
 # TEMPORARY: removed when the house refactor lands (issue 14). The offenders of the layers
 # being rewritten (meta/, backtest/, live/, cli), by path; data/ and envs/ have none.
-KNOWN_LONG_MODULES = frozenset(
-    {
-        "market_metarl/backtest/runner.py",
-        "market_metarl/cli.py",
-        "market_metarl/meta/model_based.py",
-        "market_metarl/meta/sweep.py",
-        "market_metarl/meta/trainer.py",
-    }
-)
-KNOWN_LONG_FUNCTIONS = frozenset(
-    {
-        "market_metarl.backtest.bridge.run_backtrader",
-        "market_metarl.backtest.runner.compute",
-        "market_metarl.backtest.runner.run_backtest",
-        "market_metarl.cli.build_parser",
-        "market_metarl.live.account.init_account",
-        "market_metarl.live.status.account_status",
-        "market_metarl.live.step._decide_and_submit",
-        "market_metarl.meta.sweep.run_sweep",
-        "market_metarl.meta.trainer.build_learner",
-    }
-)
+KNOWN_LONG_MODULES = frozenset({"market_metarl/meta/sweep.py"})
+KNOWN_LONG_FUNCTIONS = frozenset({"market_metarl.meta.sweep.run_sweep"})
 
 
 def package_files() -> list[Path]:

@@ -35,7 +35,7 @@ class TradingCalendar:
     name: str
 
     def sessions(
-        self, start: dt.date | pd.Timestamp, end: dt.date | pd.Timestamp
+        self, start: dt.date | pd.Timestamp | str, end: dt.date | pd.Timestamp | str
     ) -> pd.DatetimeIndex:
         """Sessions from ``start`` to ``end`` (both inclusive), tz-naive midnights."""
         lo, hi = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
@@ -49,7 +49,7 @@ class TradingCalendar:
             days = _xnys().sessions_in_range(lo, hi)
         return pd.DatetimeIndex(days.tz_localize(None) if days.tz else days, name="date")
 
-    def is_session(self, day: dt.date | pd.Timestamp) -> bool:
+    def is_session(self, day: dt.date | pd.Timestamp | str) -> bool:
         """Whether the exchange traded on ``day``."""
         ts = pd.Timestamp(day).normalize()
         return len(self.sessions(ts, ts)) == 1
@@ -70,7 +70,7 @@ class TradingCalendar:
             raise DataError(f"{self.name}: no session in the two weeks after {ts.date()}")
         return pd.Timestamp(found[0])
 
-    def session_close(self, day: dt.date | pd.Timestamp) -> pd.Timestamp:
+    def session_close(self, day: dt.date | pd.Timestamp | str) -> pd.Timestamp:
         """When the session of ``day`` closes, in UTC."""
         ts = pd.Timestamp(day).normalize()
         if self.name == "weekdays":

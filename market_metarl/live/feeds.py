@@ -169,7 +169,7 @@ def open_feed(spec: str) -> Feed:
 
 
 def require_sessions(
-    bars: pd.DataFrame, start: dt.date | pd.Timestamp, calendar: TradingCalendar, what: str
+    bars: pd.DataFrame, start: dt.date | pd.Timestamp | str, calendar: TradingCalendar, what: str
 ) -> None:
     """Refuse a gap in ``bars`` from ``start`` on.
 

@@ -7,16 +7,12 @@ module reads its internals (no ``getattr`` on agents or learners anywhere else).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
     from market_metarl.meta.episodes import Episode
-    from market_metarl.meta.experiment import Experiment
-    from market_metarl.parallel import Backend
 
 MIN_ADAPT_DAYS = 2
 """The smallest K: adapting needs one support decision and the day it earns."""
@@ -109,32 +105,3 @@ class Learner(Protocol):
     def agent(self) -> Agent:
         """The trained agent (its adaptation included)."""
         ...
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What an algorithm's ``build`` gets to make a fresh learner.
-
-    Attributes:
-        experiment: The resolved experiment (env settings, costs, ``[train]`` and its tables).
-        obs_dim: Observation size per decision.
-        n_assets: Assets traded at once.
-        position: Where the held weights sit in the observation (``start, stop``).
-        seed: Seed of the network initialisation and the learner's private RNGs.
-        observations: The training tasks' observations to fit input normalisers on; None when a
-            checkpoint will be loaded.
-        backend: Runs per-task pieces of a meta-batch (MAML); others vectorise over the batch.
-    """
-
-    experiment: Experiment
-    obs_dim: int
-    n_assets: int
-    position: tuple[int, int]
-    seed: int
-    observations: torch.Tensor | None = None
-    backend: Backend | None = None
-
-    @property
-    def position_slice(self) -> slice:
-        """The held weights' slice of an observation."""
-        return slice(*self.position)

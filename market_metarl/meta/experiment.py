@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import torch
+
 from market_metarl.config import build, check_sections, read_toml, to_table
 from market_metarl.data.tasks import TaskSet, taskset_from_config
 from market_metarl.envs.market import TaskMarket
@@ -22,6 +24,7 @@ from market_metarl.meta.contracts import check_adapt_days
 from market_metarl.meta.episodes import TaskPool
 from market_metarl.meta.policies import Head, PolicySpec
 from market_metarl.meta.registry import algorithm_names, check_name, get_algorithm
+from market_metarl.parallel import Backend
 from market_metarl.types import ConfigError, TaskSpec
 
 MOVED: dict[str, str] = {
@@ -240,3 +243,32 @@ def build_pool(exp: Experiment, tasks: Sequence[TaskSpec]) -> TaskPool:
     if not tasks:
         raise ConfigError("no tasks in this split; check [splits] and [data] in the config")
     return TaskPool(exp.markets(tasks), exp.env, exp.tasks.costs)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What an algorithm's ``build`` gets to make a fresh learner.
+
+    Attributes:
+        experiment: The resolved experiment (env settings, costs, ``[train]`` and its tables).
+        obs_dim: Observation size per decision.
+        n_assets: Assets traded at once.
+        position: Where the held weights sit in the observation (``start, stop``).
+        seed: Seed of the network initialisation and the learner's private RNGs.
+        observations: The training tasks' observations to fit input normalisers on; None when a
+            checkpoint will be loaded.
+        backend: Runs per-task pieces of a meta-batch (MAML); others vectorise over the batch.
+    """
+
+    experiment: Experiment
+    obs_dim: int
+    n_assets: int
+    position: tuple[int, int]
+    seed: int
+    observations: torch.Tensor | None = None
+    backend: Backend | None = None
+
+    @property
+    def position_slice(self) -> slice:
+        """The held weights' slice of an observation."""
+        return slice(*self.position)

@@ -16,12 +16,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from market_metarl.types import ConfigError
-
-if TYPE_CHECKING:
-    from market_metarl.meta.contracts import BuildContext, Learner
 
 BUILTIN: dict[str, str] = {
     "maml": "market_metarl.meta.algos.maml",
@@ -42,8 +39,11 @@ class Algorithm:
         name: The name used on the command line (``--algo``) and as the ``[train.<name>]`` table.
         config: Frozen dataclass of the algorithm's own settings, read from ``[train.<name>]``;
             every field has a default and a docstring line.
-        build: ``build(ctx) -> Learner``: a fresh learner for a build context (experiment,
-            observation shapes, seed, optional observations to fit normalisers on, backend).
+        build: ``build(ctx) -> Learner``: a fresh learner (a
+            :class:`~market_metarl.meta.contracts.Learner`) for a
+            :class:`~market_metarl.meta.experiment.BuildContext` (experiment, observation shapes,
+            seed, optional observations to fit normalisers on, backend). Typed loosely here so
+            the registry imports nothing of the package (it is read before torch is loaded).
         summary: One line for ``--help`` and the README's table.
         with_pooled: The trainer also trains the pooled twin (the same network, no adaptation)
             beside it, for the backtest's ``pooled``, ``finetune`` and ``scratch`` strategies.
@@ -51,7 +51,7 @@ class Algorithm:
 
     name: str
     config: type[Any]
-    build: Callable[[BuildContext], Learner]
+    build: Callable[[Any], Any]
     summary: str = ""
     with_pooled: bool = True
 

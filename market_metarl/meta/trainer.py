@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from market_metarl.meta.contracts import BuildContext, Learner
-from market_metarl.meta.experiment import Experiment
+from market_metarl.meta.contracts import Learner
+from market_metarl.meta.experiment import BuildContext, Experiment
 from market_metarl.meta.registry import get_algorithm
 from market_metarl.meta.rundir import (
     Shapes,

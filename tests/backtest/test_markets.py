@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_bars, write_csv
+from backtest_helpers import synthetic_bars, write_csv
 
 from market_metarl.backtest.markets import (
     regime_markets,
@@ -71,7 +71,8 @@ def test_trailing_return_is_causal(syn_run: Path) -> None:
     t = 40
     d = market.view.dates[t]
     close = market.bars["close"]
-    row = close.index.get_loc(d)
+    row = int(close.index.get_indexer(pd.DatetimeIndex([d]))[0])
+    assert row >= 20
     assert helper.at(t) == pytest.approx(close.iloc[row] / close.iloc[row - 20] - 1)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_bars, write_csv
+from backtest_helpers import synthetic_bars, write_csv
 
 from market_metarl.backtest.runner import run_backtest
 from market_metarl.cli import main

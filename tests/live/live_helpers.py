@@ -75,7 +75,7 @@ def rolling_reference(run: Path, days: pd.DatetimeIndex, strategy: str = "adapte
 
 def sessions(start: str, end: str) -> pd.DatetimeIndex:
     bars = load_bars("bundled:SPY")
-    return bars.loc[start:end].index
+    return pd.DatetimeIndex(bars.loc[start:end].index)
 
 
 def ledger_targets(db: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

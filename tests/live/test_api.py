@@ -24,11 +24,12 @@ EMPTY = hashlib.sha256(b"").hexdigest()[:16]
 def test_no_live_module_imports_argparse() -> None:
     for path in sorted(LIVE.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
+            else:
+                continue
             assert "argparse" not in names, f"{path.name}:{node.lineno} imports argparse"
 
 
@@ -39,7 +40,7 @@ def test_the_entry_points_step_report_and_reset_an_account(maml_run: Path, tmp_p
     days = sessions("2019-04-01", "2019-04-12")
     first = api.step_account(db, asof=days[0].date())
     assert (first.status, first.date) == ("stepped", str(days[0].date()))
-    started = []
+    started: list[api.RunStart] = []
     done = api.run_account(db, until=days[-1].date(), on_start=started.append)
     assert started[0].last_step == days[0].date() and started[0].symbol == "SPY"
     assert (done.stopped, done.steps, done.last_step) == (False, len(days) - 1, days[-1].date())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from live_helpers import cli
 
@@ -123,7 +124,7 @@ def test_too_little_history_for_the_first_adaptation(
 
 def write_csv(path: Path, drop: list[str]) -> Path:
     bars = load_bars("bundled:SPY").loc["2018-01-02":"2019-12-31"]
-    bars = bars.drop(index=[bars.index[bars.index.get_loc(d)] for d in drop])
+    bars = bars.drop(index=pd.DatetimeIndex(drop))  # KeyError if a date is not a bar
     bars.to_csv(path, index_label="date")
     return path
 

@@ -121,7 +121,7 @@ def test_rolling_protocol_has_no_lookahead(trained_run: Path) -> None:
         a = rolling_targets(run.agent(strategy), run.market_view(bars), 30, 200, 10, 5)
         b = rolling_targets(run.agent(strategy), run.market_view(shocked), 30, 200, 10, 5)
         view = run.market_view(bars)
-        upto = int(np.searchsorted(view.dates, pd.Timestamp(cut), side="right")) - 30
+        upto = int(view.dates.searchsorted(pd.Timestamp(cut), side="right")) - 30
         np.testing.assert_array_equal(a[:upto], b[:upto])
         assert not np.array_equal(a[upto:], b[upto:]) or strategy == "pooled"
 

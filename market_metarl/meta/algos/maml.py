@@ -22,8 +22,8 @@ import torch
 
 from market_metarl.meta.adapt import adapt, params_of
 from market_metarl.meta.agents import GradientAgent, InnerLoop
-from market_metarl.meta.contracts import BuildContext
 from market_metarl.meta.episodes import Episode, Windows
+from market_metarl.meta.experiment import BuildContext
 from market_metarl.meta.optim import LazyAdam
 from market_metarl.meta.policies import MLPPolicy, seeded_mlp
 from market_metarl.meta.registry import Algorithm

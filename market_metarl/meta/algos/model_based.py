@@ -44,8 +44,8 @@ import torch
 
 from market_metarl.meta.adapt import adapt, params_of
 from market_metarl.meta.algos.model_based_agent import ModelBasedAgent, ReturnModel, batched_nll
-from market_metarl.meta.contracts import BuildContext
 from market_metarl.meta.episodes import Episode, Windows, next_day_returns, return_indices
+from market_metarl.meta.experiment import BuildContext
 from market_metarl.meta.optim import LazyAdam
 from market_metarl.meta.registry import Algorithm
 from market_metarl.types import ConfigError

@@ -40,8 +40,8 @@ from market_metarl.meta.algos.pearl_agent import (
     running_posterior,
     with_latent,
 )
-from market_metarl.meta.contracts import BuildContext
 from market_metarl.meta.episodes import Episode, Windows, next_day_returns, return_indices
+from market_metarl.meta.experiment import BuildContext
 from market_metarl.meta.optim import LazyAdam
 from market_metarl.meta.policies import MLPPolicy
 from market_metarl.meta.registry import Algorithm

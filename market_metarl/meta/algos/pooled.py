@@ -14,8 +14,8 @@ import torch
 
 from market_metarl.meta.adapt import params_of
 from market_metarl.meta.agents import GradientAgent, InnerLoop, ScratchAgent
-from market_metarl.meta.contracts import BuildContext
 from market_metarl.meta.episodes import Episode
+from market_metarl.meta.experiment import BuildContext
 from market_metarl.meta.optim import LazyAdam
 from market_metarl.meta.policies import MLPPolicy, seeded_mlp
 from market_metarl.meta.registry import Algorithm

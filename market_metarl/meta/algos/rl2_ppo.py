@@ -43,8 +43,8 @@ import torch
 from torch import nn
 
 from market_metarl.meta.agents import RL2Agent
-from market_metarl.meta.contracts import BuildContext
 from market_metarl.meta.episodes import Episode, Windows
+from market_metarl.meta.experiment import BuildContext
 from market_metarl.meta.optim import LazyAdam
 from market_metarl.meta.policies import GRUPolicy, PolicySpec, _squash
 from market_metarl.meta.registry import Algorithm
