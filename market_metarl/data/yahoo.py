@@ -12,7 +12,6 @@ exists (and how to use it: ``yfinance:SPY?offline=1``).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import pandas as pd
 
 from market_metarl.data.bars import BarsReport, validate_bars
 from market_metarl.data.paths import cache_dir
+from market_metarl.fileio import atomic_write
 from market_metarl.types import DataError
 
 REFRESH_OVERLAP_DAYS = 7
@@ -165,9 +165,7 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _write_atomic(bars: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    bars.to_parquet(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, bars.to_parquet)
 
 
 def load_yfinance(
