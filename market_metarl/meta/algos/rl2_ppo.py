@@ -87,6 +87,11 @@ class RL2PPOConfig:
     init_log_std: float = -0.5
 
     def __post_init__(self) -> None:
+        """Reject empty sizes, more minibatches than windows, and rates out of range.
+
+        Raises:
+            ConfigError: The message names the ``train.rl2_ppo.*`` setting.
+        """
         for name in ("hidden", "batch", "epochs", "minibatches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.rl2_ppo.{name} must be >= 1, got {getattr(self, name)}")
@@ -124,6 +129,7 @@ class GRUActorCritic(GRUPolicy):
     def __init__(
         self, obs_dim: int, n_assets: int, spec: PolicySpec, init_log_std: float = -0.5
     ) -> None:
+        """The GRU policy plus a learned log-std ``(N,)`` and a value head (see the class)."""
         super().__init__(obs_dim, n_assets, spec)
         self.log_std = nn.Parameter(torch.full((n_assets,), float(init_log_std)))
         self.value = nn.Linear(spec.hidden, 1)
@@ -239,6 +245,7 @@ class RL2PPOLearner:
         batch: int = 64,
         iterations: int = 400,
     ) -> None:
+        """Set up Adam over the actor-critic and the learner's own seeded generator."""
         self.policy, self.windows = policy, windows
         self.batch, self.iterations = batch, iterations
         self.epochs, self.minibatches, self.clip = epochs, minibatches, clip
@@ -290,6 +297,14 @@ class RL2PPOLearner:
         }
 
     def step(self, ep: Episode) -> dict[str, float]:
+        """One PPO update on a batch of task windows: rollout, advantages, optimize.
+
+        Returns:
+            Means over the minibatch updates of ``loss``, ``policy_loss``, ``value_loss``,
+            ``entropy``, ``approx_kl`` and ``clip_frac``; the mean action ``std`` (pre-squash);
+            and ``query_return``, the sampled trials' mean daily log return (per cent) on the
+            query days.
+        """
         # rollout
         roll = self.rollout(ep)
         # advantages: one trial per task window; it ends with the window (no value after it)
