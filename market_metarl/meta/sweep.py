@@ -134,6 +134,7 @@ class Piece:
 
     @property
     def name(self) -> str:
+        """``comboNN-seedS``: the piece's result file name and its label in messages."""
         return f"combo{self.combo:02d}-seed{self.seed}"
 
 
@@ -382,8 +383,11 @@ def _open_sweep(out: Path, spec: dict[str, Any]) -> None:
 
 @contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    """Hold ``out/sweep.lock`` for the sweep's run: a second sweep in the same folder (which
-    would train the same pieces into the same run directories) is refused."""
+    """Hold ``out/sweep.lock`` for the sweep's run.
+
+    A second sweep in the same folder (which would train the same pieces into the same run
+    directories) is refused.
+    """
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
