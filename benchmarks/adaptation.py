@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -35,24 +34,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from market_metarl.meta.agents import ConstantAgent, ReturnRuleAgent  # noqa: E402
-from market_metarl.meta.diagnostics import (  # noqa: E402
+from market_metarl.meta.agents import ConstantAgent, ReturnRuleAgent
+from market_metarl.meta.diagnostics import (
     autocorrelation_signs,
     probe_curve,
     sign_statistic_accuracy,
 )
-from market_metarl.meta.episodes import feature_index  # noqa: E402
-from market_metarl.meta.evaluation import (  # noqa: E402
+from market_metarl.meta.episodes import feature_index
+from market_metarl.meta.evaluation import (
     TaskResult,
     bootstrap_mean,
     evaluate_adaptation,
 )
-from market_metarl.meta.experiment import Experiment  # noqa: E402
-from market_metarl.meta.run import TrainedRun  # noqa: E402
-from market_metarl.meta.trainer import train  # noqa: E402
+from market_metarl.meta.experiment import Experiment
+from market_metarl.meta.run import TrainedRun
+from market_metarl.meta.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = ("maml", "rl2", "model_based", "pearl", "pooled", "finetune", "scratch", "plugin")
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,14 +28,14 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from market_metarl.config import read_toml
+from market_metarl.meta.experiment import Experiment
+from market_metarl.meta.rundir import Shapes
+from market_metarl.meta.sweep import parse_grid, run_sweep
+from market_metarl.meta.trainer import build_learner
+from market_metarl.parallel import LOCAL, RayBackend
 
-from market_metarl.config import read_toml  # noqa: E402
-from market_metarl.meta.experiment import Experiment  # noqa: E402
-from market_metarl.meta.sweep import parse_grid, run_sweep  # noqa: E402
-from market_metarl.meta.trainer import Shapes, build_learner  # noqa: E402
-from market_metarl.parallel import LOCAL, RayBackend  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GOAL_SPEEDUP = 1.6
 INNER_LRS = ("0.03", "0.05", "0.1", "0.2")

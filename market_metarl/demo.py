@@ -34,6 +34,12 @@ def run(*argv: str) -> None:
 
 
 def summary(path: Path, title: str) -> None:
+    """Print a backtest's results table from its ``metrics.json``, best Sharpe first.
+
+    Args:
+        path: The backtest's output folder (``metrics.json`` and ``report.html``).
+        title: Heading of the table.
+    """
     metrics = json.loads((path / "metrics.json").read_text())
     rows = metrics["strategies"]
     rec = metrics["reconciliation"]
@@ -50,6 +56,7 @@ def summary(path: Path, title: str) -> None:
 
 
 def main() -> None:
+    """Run the five steps into ``out/demo/`` (removed first), exiting if a command fails."""
     started = time.perf_counter()
     if OUT.exists():
         shutil.rmtree(OUT)

@@ -194,7 +194,8 @@ class FakeDownload:
 
 @pytest.fixture
 def fake_yf(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> FakeDownload:
-    yfinance = pytest.importorskip("yfinance")
+    import yfinance
+
     fake = FakeDownload()
     monkeypatch.setattr(yfinance, "download", fake)
     # The CLI retries with real sleeps; keep its behaviour but not its waiting.
@@ -242,7 +243,6 @@ def test_data_list_shows_every_bundled_symbol(
 
 
 def test_regimes_writes_csv_and_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    pytest.importorskip("market_metarl.data.regimes")
     out_csv, out_png = tmp_path / "F.csv", tmp_path / "F.png"
     code, out, err = run(
         capsys,
@@ -268,7 +268,6 @@ def test_regimes_writes_csv_and_plot(capsys: pytest.CaptureFixture[str], tmp_pat
 def test_regimes_out_into_missing_folder_is_exit_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    pytest.importorskip("market_metarl.data.regimes")
     target = tmp_path / "nope" / "F.csv"
     code, _, err = run(
         capsys,

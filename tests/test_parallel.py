@@ -1,5 +1,5 @@
 """Execution backends without Ray: the local backend, chunking, and a clear error when Ray is
-missing (the Ray backend itself is tested in ``test_ray.py``)."""
+missing (the Ray backend itself is tested in ``tests/meta/test_ray.py``)."""
 
 from __future__ import annotations
 

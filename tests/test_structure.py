@@ -10,19 +10,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "market_metarl"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 LONG_FUNCTIONS_ALLOWED = frozenset({"market_metarl.meta.trainer.train"})
 """The training loop: one long function that reads top to bottom, phases marked."""
-
-# TEMPORARY: removed when the house refactor lands (issue 14). The offenders of the layers
-# being rewritten (meta/, backtest/, live/, cli), by path; data/ and envs/ have none.
-KNOWN_LONG_MODULES = frozenset({"market_metarl/meta/sweep.py"})
-KNOWN_LONG_FUNCTIONS = frozenset({"market_metarl.meta.sweep.run_sweep"})
 
 
 def package_files() -> list[Path]:
@@ -75,8 +68,7 @@ def long_functions() -> dict[str, str]:
 
 
 def test_no_module_is_over_the_line_limit() -> None:
-    found = long_modules()
-    new = {p: n for p, n in found.items() if p not in KNOWN_LONG_MODULES}
+    new = long_modules()
     assert not new, "\n".join(
         f"{p}: {n} lines > {MAX_MODULE_LINES}; split it by job" for p, n in sorted(new.items())
     )
@@ -84,28 +76,11 @@ def test_no_module_is_over_the_line_limit() -> None:
 
 def test_no_function_is_over_the_line_limit() -> None:
     found = long_functions()
-    allowed = LONG_FUNCTIONS_ALLOWED | KNOWN_LONG_FUNCTIONS
-    new = {name: where for name, where in found.items() if name not in allowed}
+    new = {name: where for name, where in found.items() if name not in LONG_FUNCTIONS_ALLOWED}
     assert not new, "\n".join(
         f"{where} {name} > {MAX_FUNCTION_LINES} lines; split it into named steps"
         for name, where in sorted(new.items())
     )
-
-
-def test_temporary_allowlists_name_only_current_offenders() -> None:
-    """An entry that no longer offends must leave the list, so the lists only shrink."""
-    stale_modules = KNOWN_LONG_MODULES - set(long_modules())
-    stale_functions = KNOWN_LONG_FUNCTIONS - set(long_functions())
-    assert not stale_modules and not stale_functions, (
-        f"remove from the TEMPORARY allowlists: {sorted(stale_modules | stale_functions)}"
-    )
-
-
-@pytest.mark.parametrize("layer", ["data", "envs"])
-def test_the_finished_layers_have_no_exception(layer: str) -> None:
-    prefix = f"market_metarl/{layer}/"
-    assert not [p for p in KNOWN_LONG_MODULES if p.startswith(prefix)]
-    assert not [n for n in KNOWN_LONG_FUNCTIONS if n.startswith(f"market_metarl.{layer}.")]
 
 
 def test_the_walk_measures_defs_without_decorators() -> None:

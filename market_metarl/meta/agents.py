@@ -46,13 +46,34 @@ class GradientAgent:
     """
 
     def __init__(self, name: str, policy: MLPPolicy, start: Params, inner: InnerLoop) -> None:
+        """Act with ``start`` until the first :meth:`adapt`.
+
+        Args:
+            name: Strategy name (``maml``, ``pooled``, ``finetune``...).
+            policy: The MLP the parameter dicts are evaluated with (its normaliser and masks are
+                the module's buffers).
+            start: Parameters every adaptation starts from (meta-learned or pooled); never
+                modified.
+            inner: Steps, step size(s) and clipping of the adaptation.
+        """
         self.name, self.policy, self.start, self.inner = name, policy, start, inner
         self.params: Params = dict(start)
 
     def init(self) -> None:
+        """Drop the adapted parameters: act with ``start`` again."""
         self.params = dict(self.start)
 
     def adapt(self, support: Episode) -> None:
+        """Take ``inner.steps`` first-order gradient steps from ``start`` on the support's PnL.
+
+        The loss is :func:`~market_metarl.meta.rollout.mlp_loss` (minus the mean daily log
+        return, in per cent) through the one :func:`~market_metarl.meta.adapt.adapt` primitive;
+        learned step sizes enter as constants. With no steps or an empty support the parameters
+        stay as they are.
+
+        Args:
+            support: The support days of one task (an episode of batch 1).
+        """
         if self.inner.steps == 0 or support.days == 0:
             return
         start = detached_copy(self.start)
@@ -71,6 +92,10 @@ class GradientAgent:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
+        """Target weights ``(N,)`` for the next open from the observation ``(obs_dim,)``.
+
+        ``reward`` is not read: this agent's adaptation lives in its parameters.
+        """
         # The weight the pathwise objective trained (expected weight for a categorical head).
         w = call(self.policy, self.params, _as_batch(obs))
         return w.reshape(-1).double().numpy()
@@ -84,10 +109,22 @@ class ScratchAgent(GradientAgent):
     """Trained on the support days only, from a fresh initialisation (seeded per task)."""
 
     def __init__(self, policy: MLPPolicy, inner: InnerLoop, seed: int = 0) -> None:
+        """Fit from a fresh initialisation, drawn from ``seed`` at each :meth:`init`.
+
+        Args:
+            policy: An MLP of the pooled policy's shape (its normaliser copied from the pooled
+                one).
+            inner: Steps and step size of the fit on the support days.
+            seed: Seed of the initialisation, the same at every reset.
+        """
         super().__init__("scratch", policy, params_of(policy), inner)
         self.seed = seed
 
     def init(self) -> None:
+        """Draw the fresh initialisation from ``seed`` again and start from it.
+
+        Weight matrices ``(out, in)`` are uniform in ``+-1/sqrt(in)``; biases are zero.
+        """
         # The same fresh initialisation at every reset: a replay (paper trading restarting each
         # day) must reproduce the backtest's positions exactly.
         gen = torch.Generator().manual_seed(self.seed)
@@ -106,10 +143,17 @@ class RL2Agent:
     """A recurrent policy whose hidden state is the adaptation (it keeps adapting as days come)."""
 
     def __init__(self, policy: GRUPolicy, name: str = "rl2") -> None:
+        """Start from a fresh recurrent state (:meth:`init`).
+
+        Args:
+            policy: The trained GRU policy (by BPTT or by PPO).
+            name: Strategy name.
+        """
         self.name, self.policy = name, policy
         self.init()
 
     def init(self) -> None:
+        """Back to the prior: zero hidden state, flat previous weights ``(1, N)``, zero return."""
         self.h = self.policy.initial_state(1)
         self.prev_w = torch.zeros(1, self.policy.n_assets)
         self.prev_r = torch.zeros(1)
@@ -117,6 +161,14 @@ class RL2Agent:
 
     @torch.no_grad()
     def adapt(self, support: Episode) -> None:
+        """Run the GRU over the support days from a fresh state and keep where it ends.
+
+        The kept state is the final hidden state, the last support weights and the log return
+        of the last support day. An empty support leaves the state as it is.
+
+        Args:
+            support: The support days of one task (an episode of batch 1).
+        """
         if support.days == 0:
             return
         weights, _, self.h, last_r = gru_rollout(self.policy, None, support)
@@ -124,6 +176,14 @@ class RL2Agent:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
+        """Target weights ``(N,)`` for the next open; the hidden state takes in the day.
+
+        Args:
+            obs: The observation after today's close ``(obs_dim,)``.
+            reward: Log return of the day just marked (a fraction; the GRU reads it in per
+                cent). Not read on the first call after :meth:`init`: the previous return is
+                then the state's own (zero, or the support's last day after :meth:`adapt`).
+        """
         if self.started:
             self.prev_r = torch.tensor([reward], dtype=torch.float32)
         self.started = True
@@ -141,15 +201,24 @@ class ConstantAgent:
     """Holds fixed weights: buy-and-hold (weight 1) or flat."""
 
     def __init__(self, weights: np.ndarray | float = 1.0, name: str = "buy_and_hold") -> None:
+        """Hold ``weights`` whatever happens.
+
+        Args:
+            weights: Target weight of each asset ``(N,)``, or one float for a single asset.
+            name: Strategy name.
+        """
         self.name, self.weights = name, np.atleast_1d(np.asarray(weights, dtype=np.float64))
 
     def init(self) -> None:
+        """Do nothing: there is no adaptation to forget."""
         return None
 
     def adapt(self, support: Episode) -> None:
+        """Ignore the support days: the weights never change."""
         return None
 
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
+        """A copy of the fixed weights, whatever the observation."""
         return self.weights.copy()
 
     def task_state(self) -> dict[str, np.ndarray]:
@@ -174,14 +243,31 @@ class ReturnRuleAgent:
         phi: float | None = None,
         mu: float = 0.0,
     ) -> None:
+        """Pick the rule by ``name``; the plug-in starts flat until it has adapted.
+
+        Args:
+            name: ``oracle`` or ``plugin`` (anything but ``oracle`` acts as the plug-in).
+            return_index: Observation index of the decision day's ``log_ret`` feature.
+            scale: Scale of that feature in the observation: the log return is
+                ``obs[return_index] / scale``.
+            phi: The task's AR(1) coefficient (the oracle only).
+            mu: The task's AR(1) mean daily log return (the oracle only).
+        """
         self.name, self.return_index, self.scale = name, return_index, scale
         self.phi, self.mu = phi, mu
         self.rho = 0.0
 
     def init(self) -> None:
+        """Forget the estimated sign (0: the plug-in holds no position until it adapts)."""
         self.rho = 0.0
 
     def adapt(self, support: Episode) -> None:
+        """Estimate the sign of the lag-1 autocorrelation from the support days (plug-in only).
+
+        The series is the support's ``log_ret`` features plus its last day's return (from its
+        closes), demeaned; ``rho`` is the sign of ``sum_t x[t] x[t+1]``. The oracle ignores
+        the support.
+        """
         if self.name == "oracle":
             return
         r = support.obs[0, :, self.return_index].double().numpy() / self.scale
@@ -191,6 +277,10 @@ class ReturnRuleAgent:
         self.rho = float(np.sign((x * y).sum()))
 
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
+        """Weight ``(1,)`` in ``{-1, 0, 1}``: the sign of the return the rule expects tomorrow.
+
+        Today's log return is read from ``obs`` (``reward`` is not read).
+        """
         r = float(np.asarray(obs).reshape(-1)[self.return_index]) / self.scale
         if self.name == "oracle":
             assert self.phi is not None

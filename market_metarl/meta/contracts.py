@@ -1,5 +1,7 @@
-"""The two contracts other layers rely on: :class:`Learner` (what the trainer drives) and
-:class:`Agent` (what the benchmark, the backtest, paper trading and the diagnostics may ask).
+"""The two contracts other layers rely on: :class:`Learner` and :class:`Agent`.
+
+A :class:`Learner` is what the trainer drives; an :class:`Agent` is what the benchmark, the
+backtest, paper trading and the diagnostics may ask.
 
 They are Protocols: an algorithm satisfies them by shape, and nothing outside an algorithm's own
 module reads its internals (no ``getattr`` on agents or learners anywhere else).

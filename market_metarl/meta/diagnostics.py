@@ -83,6 +83,17 @@ class LinearProbe:
     iterations: int = 50
 
     def fit(self, x: np.ndarray, labels: Sequence[object] | np.ndarray) -> LinearProbe:
+        """Fit on task states ``x`` ``(n, dim)`` and their labels ``(n,)``.
+
+        Two classes fit one logistic regression (the second class against the first); more fit
+        one per class.
+
+        Returns:
+            The probe itself, fitted.
+
+        Raises:
+            ValueError: Fewer than two distinct labels.
+        """
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(labels)
         self.classes_ = np.unique(y)
@@ -116,12 +127,14 @@ class LinearProbe:
         return w
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted label of each task state ``(n, dim)``: the class with the highest score."""
         scores = self._design(x) @ self.coef_.T
         if len(self.classes_) == 2:
             return np.where(scores[:, 0] > 0, self.classes_[1], self.classes_[0])
         return self.classes_[np.argmax(scores, 1)]
 
     def accuracy(self, x: np.ndarray, labels: Sequence[object] | np.ndarray) -> float:
+        """Share of task states ``(n, dim)`` whose predicted label is the given one, in [0, 1]."""
         return float(np.mean(self.predict(x) == np.asarray(labels)))
 
 

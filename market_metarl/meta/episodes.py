@@ -43,14 +43,17 @@ class Episode:
 
     @property
     def days(self) -> int:
+        """D, the decision days of each task window."""
         return int(self.obs.shape[1])
 
     @property
     def batch(self) -> int:
+        """B, the task windows stacked."""
         return int(self.obs.shape[0])
 
     @property
     def n_assets(self) -> int:
+        """N, the assets traded in each window."""
         return int(self.opens.shape[-1])
 
     def window(self, start: int, stop: int) -> Episode:
@@ -130,8 +133,14 @@ def position_slice(market: TaskMarket, spec: EnvSpec) -> slice:
 
 
 def feature_index(spec: EnvSpec, n_assets: int, name: str, asset: int = 0, lag: int = 0) -> int:
-    """Index in an env observation of feature ``name`` of ``asset``, ``lag`` days before the
-    decision day (layout: N weights, [time], then the window ``(W, N, F)``, oldest day first)."""
+    """Position in an env observation of feature ``name`` of ``asset``, ``lag`` days back.
+
+    The observation's layout: N held weights, the time feature when ``include_time``, then the
+    window ``(W, N, F)`` flattened, oldest day first (``lag=0`` is the decision day itself).
+
+    Raises:
+        KeyError: ``name`` is not an observed feature, or ``lag`` is outside the window.
+    """
     names = spec.features.names()
     if name not in names:
         raise KeyError(f"feature {name!r} is not observed; observed features: {names}")
@@ -198,6 +207,11 @@ class TaskPool:
     """
 
     def __init__(self, markets: Sequence[TaskMarket], spec: EnvSpec, costs: CostSpec) -> None:
+        """Build every task's observation table and prices once (see the class docstring).
+
+        Raises:
+            DataError: ``markets`` is empty.
+        """
         if not markets:
             raise DataError("no tasks in the pool; check the config's splits and symbols")
         self.arrays = [market_arrays(m, spec) for m in markets]
@@ -208,6 +222,7 @@ class TaskPool:
         self.n_assets = markets[0].n_assets
 
     def __len__(self) -> int:
+        """Number of tasks in the pool."""
         return len(self.arrays)
 
     def eligible(self, days: int) -> np.ndarray:
@@ -217,8 +232,15 @@ class TaskPool:
     def sample(
         self, batch: int, days: int, rng: np.random.Generator, from_start: bool = False
     ) -> Episode:
-        """``batch`` random windows of ``days`` decision days (a random start inside each task,
-        or each task's first day with ``from_start``)."""
+        """``batch`` random windows of ``days`` decision days from the tasks long enough.
+
+        Tasks are drawn with ``rng``, without replacement when there are at least ``batch``
+        eligible ones; each window starts on a random day of its task (its first day with
+        ``from_start``).
+
+        Raises:
+            DataError: No task has ``days`` decision days.
+        """
         pool = self.eligible(days)
         if len(pool) == 0:
             raise DataError(
@@ -234,6 +256,15 @@ class TaskPool:
     def episode(
         self, rows: Sequence[int], days: int, offsets: Sequence[int] | None = None
     ) -> Episode:
+        """The windows of ``days`` decision days of tasks ``rows``, in that order.
+
+        Args:
+            rows: Task indices into the pool (repeats allowed).
+            days: Decision days per window; each window carries ``days + 1`` days of prices.
+            offsets: First decision day of each window in its task (default: 0 for all); each
+                must leave ``days`` decision days in its task (not checked here: see
+                :meth:`eligible`).
+        """
         offsets = list(offsets) if offsets is not None else [0] * len(rows)
         obs = np.stack(
             [self.arrays[r][0][o : o + days] for r, o in zip(rows, offsets, strict=True)]

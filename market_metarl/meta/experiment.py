@@ -90,8 +90,10 @@ MOVED: dict[str, str] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``[train]``: the settings every learner shares. Each algorithm's own settings are in its
-    ``[train.<algo>]`` table (its config class in ``market_metarl.meta.algos.<algo>``).
+    """``[train]``: the settings every learner shares.
+
+    Each algorithm's own settings are in its ``[train.<algo>]`` table (its config class in
+    ``market_metarl.meta.algos.<algo>``).
 
     Attributes:
         algo: Default algorithm when the command line names none (a registered name:
@@ -127,6 +129,11 @@ class TrainConfig:
     tables: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        """Reject an unknown algorithm, a K under 2, and sizes or step sizes out of range.
+
+        Raises:
+            ConfigError: The message names the ``train.*`` setting and the value given.
+        """
         check_name(self.algo)
         check_adapt_days(self.adapt_days, "train.adapt_days")
         for name in ("iterations", "horizon", "hidden", "layers", "checkpoint_every"):
@@ -219,22 +226,39 @@ class Experiment:
 
     @classmethod
     def from_file(cls, path: str) -> Experiment:
+        """Read and resolve the TOML config at ``path`` (unknown sections are refused).
+
+        Raises:
+            ConfigError: An unknown section, key or algorithm table, or a bad value.
+            DataError: The data cannot be read, or give no training task under the splits.
+        """
         cfg = read_toml(path)
         check_sections(cfg, path)
         return cls.from_config(cfg)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Experiment:
+        """Resolve a parsed config: env settings, ``[train]`` with its tables, then the tasks.
+
+        Args:
+            cfg: The config as parsed TOML; kept as it is in :attr:`config`.
+
+        Raises:
+            ConfigError: A bad ``[env]``, ``[features]``, ``[train]`` or data setting.
+            DataError: The data cannot be read, or give no training task under the splits.
+        """
         env = env_spec_from_config(cfg)
         train = train_config(cfg.get("train"))
         tasks = taskset_from_config(cfg)
         return cls(cfg, tasks, env, train)
 
     def markets(self, tasks: Sequence[TaskSpec]) -> list[TaskMarket]:
+        """Each task's arrays under the env's features and window (each source read once)."""
         loaded: dict[str, Any] = {}  # each source read once for all its tasks
         return [TaskMarket.from_tasks(t, self.env.features, self.env.window, loaded) for t in tasks]
 
     def pool(self, split: Literal["train", "val", "test"]) -> TaskPool:
+        """The tensors of one split's tasks (see :func:`build_pool`)."""
         return build_pool(self, self.tasks.split(split))
 
 

@@ -27,6 +27,7 @@ class LazyAdam:
 
     @property
     def optimizer(self) -> torch.optim.Adam:
+        """The real Adam, built (and given any pending state) on first access."""
         if self._opt is None:
             self._opt = torch.optim.Adam(self._params, lr=self._lr)
             if self._pending is not None:
@@ -36,20 +37,28 @@ class LazyAdam:
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
+        """The real optimiser's parameter groups (building it)."""
         return self.optimizer.param_groups
 
     def zero_grad(self) -> None:
+        """Clear the parameters' gradients, as ``torch.optim.Adam.zero_grad`` does."""
         self.optimizer.zero_grad()
 
     def step(self) -> None:
+        """One Adam step on the parameters' current gradients."""
         self.optimizer.step()
 
     def state_dict(self) -> dict[str, Any]:
+        """The optimiser's state; a loaded state not yet applied is returned as it was loaded.
+
+        So saving a learner that only acted does not build the optimiser.
+        """
         if self._opt is None and self._pending is not None:
             return self._pending
         return self.optimizer.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load ``state`` into the real optimiser, or keep it until the optimiser is built."""
         if self._opt is None:
             self._pending = state
         else:

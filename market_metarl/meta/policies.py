@@ -53,6 +53,11 @@ class PolicySpec:
     position_input: bool = True
 
     def __post_init__(self) -> None:
+        """Reject an unknown head, an empty network or a non-positive leverage.
+
+        Raises:
+            ConfigError: The message names the ``policy.*`` setting and the value given.
+        """
         if self.head not in HEADS:
             raise ConfigError(f"policy.head must be one of {HEADS}, got {self.head!r}")
         if self.hidden < 1 or self.layers < 1:
@@ -68,6 +73,7 @@ class Normalizer(nn.Module):
     std: torch.Tensor
 
     def __init__(self, dim: int) -> None:
+        """Start as the identity (mean 0, std 1) over ``dim`` inputs until :meth:`fit`."""
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
@@ -91,17 +97,27 @@ class Normalizer(nn.Module):
         self.std.copy_(std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised inputs ``(..., dim)``."""
         return (x - self.mean) / self.std
 
 
 class ScaledInputs(nn.Module):
-    """Base of networks that read observations and next-day returns: an input normaliser, a mask
-    that can hide the held weights, and a per-asset return scale, all fitted on training data."""
+    """Base of networks that read observations and next-day returns.
+
+    It holds an input normaliser, a mask that can hide the held weights, and a per-asset return
+    scale, all fitted on training data and stored as buffers (so a checkpoint carries them).
+    """
 
     input_mask: torch.Tensor
     y_scale: torch.Tensor
 
     def __init__(self, obs_dim: int, n_assets: int) -> None:
+        """Identity normaliser and scale, every input kept, until fitted.
+
+        Args:
+            obs_dim: Observation size.
+            n_assets: Assets whose next-day returns are read (N).
+        """
         super().__init__()
         self.obs_dim, self.n_assets = obs_dim, n_assets
         self.norm = Normalizer(obs_dim)
@@ -142,6 +158,18 @@ class MLPPolicy(nn.Module):
     levels: torch.Tensor
 
     def __init__(self, obs_dim: int, n_assets: int, spec: PolicySpec) -> None:
+        """Build the body and the head ``spec`` names (initialised from the global torch RNG).
+
+        Use :func:`seeded_mlp` for a seeded network that leaves the global RNG alone.
+
+        Args:
+            obs_dim: Observation size.
+            n_assets: Assets traded (N).
+            spec: Network shape, head and weight bounds.
+
+        Raises:
+            ConfigError: A categorical head for more than one asset.
+        """
         super().__init__()
         self.spec, self.obs_dim, self.n_assets = spec, obs_dim, n_assets
         self.norm = Normalizer(obs_dim)
@@ -162,6 +190,7 @@ class MLPPolicy(nn.Module):
         self.input_mask[position] = 0.0
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """The body's output ``(..., hidden)`` on normalised, masked observations."""
         return self.body(self.norm(obs) * self.input_mask)
 
     def forward(self, obs: torch.Tensor, raw: bool = False) -> torch.Tensor:
@@ -211,6 +240,15 @@ class GRUPolicy(nn.Module):
     """
 
     def __init__(self, obs_dim: int, n_assets: int, spec: PolicySpec) -> None:
+        """A GRU cell of ``spec.hidden`` units over ``obs_dim + N + 1`` inputs, and a linear head.
+
+        Initialised from the global torch RNG; use :func:`seeded_gru` to leave it alone.
+
+        Args:
+            obs_dim: Observation size.
+            n_assets: Assets traded (N).
+            spec: ``hidden`` units and the weight bounds (the MLP settings are not read).
+        """
         super().__init__()
         self.spec, self.obs_dim, self.n_assets = spec, obs_dim, n_assets
         self.norm = Normalizer(obs_dim)
@@ -219,6 +257,7 @@ class GRUPolicy(nn.Module):
         self.reward_scale = 100.0  # daily log returns are ~1e-2: read them in per cent
 
     def initial_state(self, batch: int) -> torch.Tensor:
+        """The hidden state before any day, zeros ``(batch, hidden)``."""
         return torch.zeros(batch, self.spec.hidden)
 
     def forward(

@@ -94,8 +94,14 @@ def gru_rollout(
 
 
 def day_log_return(ep: Episode, t: int, target: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
-    """Log return ``(B,)`` of day ``t+1`` for ``target`` weights ``(B, N)`` set after the close of
-    ``t`` from ``held`` weights: one day of the one accounting."""
+    """Log return ``(B,)`` of day ``t+1``: one day of the one accounting.
+
+    Args:
+        ep: The episode whose prices are read (opens and closes of day ``t+1``).
+        t: Decision day (the target is set after its close, executed at the next open).
+        target: Target weights ``(B, N)`` decided after the close of ``t``.
+        held: Weights ``(B, N)`` held at that close (what trading to ``target`` costs from).
+    """
     day = ep.window(t, t + 1)
     return log_returns(
         target.double().unsqueeze(1),
@@ -170,8 +176,13 @@ def _sample(dist: torch.distributions.Distribution, generator: torch.Generator) 
 def loss_fn(
     estimator: str, gen: torch.Generator | None
 ) -> Callable[[MLPPolicy, Params, Episode], torch.Tensor]:
-    """The MLP learners' training loss: the pathwise PnL loss, or the score-function loss that
-    samples its actions from ``gen``."""
+    """The MLP learners' training loss ``(policy, params, episode) -> scalar``.
+
+    Args:
+        estimator: ``pathwise`` gives :func:`mlp_loss`; any other value the score-function
+            :func:`pg_loss`.
+        gen: Generator of the score-function loss's action samples (None: torch's global RNG).
+    """
     if estimator == "pathwise":
         return mlp_loss
     return lambda policy, params, ep: pg_loss(policy, params, ep, gen)

@@ -115,8 +115,10 @@ class TrainedRun:
     def market_view(
         self, bars: pd.DataFrame, symbol: str = "asset", live: bool = False
     ) -> MarketView:
-        """The view of a bars frame under the run's env settings and costs (see
-        :func:`market_metarl.meta.protocol.market_view`)."""
+        """The view of a bars frame under the run's env settings and costs.
+
+        See :func:`market_metarl.meta.protocol.market_view` for ``symbol`` and ``live``.
+        """
         return market_view(bars, self.experiment, self.costs, symbol, live)
 
     def section(self, name: str) -> dict[str, Any]:

@@ -23,17 +23,16 @@ Output folder::
 Resuming: run the same command again. Finished pieces (``results/``) are skipped; a piece that
 was interrupted resumes its training from its last checkpoint (the trainer's exact resume), so
 the table is the one an uninterrupted sweep writes.
+
+Parsing and applying the grid is :mod:`market_metarl.meta.sweep_grid`'s job, the table
+:mod:`market_metarl.meta.sweep_table`'s; their public names are importable from here.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import itertools
 import json
-import math
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,80 +42,49 @@ from typing import Any, Literal
 import numpy as np
 
 from market_metarl.config import check_sections
-from market_metarl.fileio import atomic_write_json, atomic_write_text
-from market_metarl.meta.evaluation import bootstrap_mean, evaluate_adaptation
+from market_metarl.fileio import atomic_write_json
+from market_metarl.meta.evaluation import evaluate_adaptation
 from market_metarl.meta.experiment import Experiment, build_pool
 from market_metarl.meta.registry import check_name
+from market_metarl.meta.sweep_grid import Grid, combinations, parse_grid, with_settings
+from market_metarl.meta.sweep_table import FIGURES, Row, summarise, table_lines, write_table
 from market_metarl.parallel import LOCAL, Backend
 from market_metarl.types import ConfigError, MarketMetaRLError, RunError
 
+__all__ = [
+    "FIGURES",
+    "SPLITS",
+    "SWEEP_FORMAT",
+    "Grid",
+    "Piece",
+    "Row",
+    "SweepJob",
+    "SweepResult",
+    "combinations",
+    "params_digest",
+    "parse_grid",
+    "run_sweep",
+    "scoring_split",
+    "summarise",
+    "sweep_piece",
+    "table_lines",
+    "with_settings",
+]
+"""Public names, the grid's and the table's included: callers import them all from here."""
+
 SWEEP_FORMAT = 1
 SPLITS: tuple[str, ...] = ("auto", "val", "test")
-Grid = list[tuple[str, list[Any]]]
-
-
-def parse_grid(texts: Sequence[str]) -> Grid:
-    """``["train.hidden=16,32", "train.maml.inner_lr=0.05,0.1"]`` -> ``[(key, values), ...]``.
-
-    A key without a section is a ``[train]`` key; an algorithm's setting is
-    ``train.<algo>.<name>``. Values are TOML scalars (``16``, ``0.05``,
-    ``true``, ``"x"``); a bare word that is not one is taken as a string.
-    """
-    grid: Grid = []
-    for text in texts:
-        key, sep, raw = text.partition("=")
-        key = key.strip()
-        if not sep or not key or not raw.strip():
-            raise ConfigError(f"--grid {text!r} must look like key=v1,v2, e.g. train.hidden=16,32")
-        if "." not in key:
-            key = f"train.{key}"
-        if key.count(".") != 1 and not (key.startswith("train.") and key.count(".") == 2):
-            raise ConfigError(
-                f"--grid {text!r}: the key must be section.name (train.hidden) or, for an "
-                "algorithm's setting, train.<algo>.name (train.maml.inner_lr)"
-            )
-        if any(k == key for k, _ in grid):
-            raise ConfigError(f"--grid names {key} twice; give all its values in one setting")
-        values = [_scalar(v.strip()) for v in raw.split(",")]
-        if any(v == "" for v in values):
-            raise ConfigError(f"--grid {text!r} has an empty value")
-        grid.append((key, values))
-    return grid
-
-
-def _scalar(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def combinations(grid: Grid) -> list[dict[str, Any]]:
-    """Every combination of the grid's values, the first setting varying slowest."""
-    keys = [k for k, _ in grid]
-    return [
-        dict(zip(keys, values, strict=True)) for values in itertools.product(*(v for _, v in grid))
-    ]
-
-
-def with_settings(cfg: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``cfg`` with ``{"section.key": value}`` (or ``train.algo.key``) settings applied."""
-    out = copy.deepcopy(cfg)
-    for key, value in settings.items():
-        *path, name = key.split(".")
-        table = out
-        for depth, part in enumerate(path):
-            table = table.setdefault(part, {})
-            if not isinstance(table, dict):
-                where = ".".join(path[: depth + 1])
-                raise ConfigError(f"--grid {key}: [{where}] is not a table in the config")
-        table[name] = value
-    return out
 
 
 @dataclass(frozen=True)
 class SweepJob:
-    """What every piece of a sweep reads."""
+    """What every piece of a sweep reads.
+
+    Attributes:
+        config: The base config (a parsed TOML file), before the piece's settings.
+        algo: Algorithm trained (a registered name).
+        split: Split whose tasks are scored.
+    """
 
     config: dict[str, Any]
     algo: str
@@ -125,7 +93,14 @@ class SweepJob:
 
 @dataclass(frozen=True)
 class Piece:
-    """One (combination, seed) of a sweep."""
+    """One (combination, seed) of a sweep.
+
+    Attributes:
+        combo: The combination's number (grid order).
+        settings: Its ``{"section.key": value}`` settings.
+        seed: The root seed of its training run.
+        run_dir: Its trainer run directory (absolute).
+    """
 
     combo: int
     settings: dict[str, Any]
@@ -134,6 +109,7 @@ class Piece:
 
     @property
     def name(self) -> str:
+        """``comboNN-seedS``: the piece's result file name and its label in messages."""
         return f"combo{self.combo:02d}-seed{self.seed}"
 
 
@@ -205,48 +181,6 @@ def params_digest(run_dir: Path, learner: str) -> str:
 
 
 @dataclass(frozen=True)
-class Row:
-    """One combination's line of the sweep table."""
-
-    combo: int
-    settings: dict[str, Any]
-    seeds: int
-    tasks: int
-    score: float
-    ci_low: float
-    ci_high: float
-    zero_shot: float
-    gain: float
-
-
-def summarise(results: Sequence[dict[str, Any]], n_boot: int = 2000) -> list[Row]:
-    """One row per combination, best score first (ties: lower combination number first)."""
-    by_combo: dict[int, list[dict[str, Any]]] = {}
-    for r in results:
-        by_combo.setdefault(int(r["combo"]), []).append(r)
-    rows = []
-    for combo, rs in sorted(by_combo.items()):
-        rs = sorted(rs, key=lambda r: int(r["seed"]))
-        post = np.array([r["post_sharpe"] for r in rs], dtype=float)
-        pre = np.array([r["pre_sharpe"] for r in rs], dtype=float)
-        lo, hi = bootstrap_mean(post, n_boot=n_boot, seed=0)
-        rows.append(
-            Row(
-                combo,
-                rs[0]["settings"],
-                len(rs),
-                post.shape[1],
-                float(post.mean()),
-                lo,
-                hi,
-                float(pre.mean()),
-                float((post - pre).mean()),
-            )
-        )
-    return sorted(rows, key=lambda r: (-r.score if math.isfinite(r.score) else math.inf, r.combo))
-
-
-@dataclass(frozen=True)
 class SweepResult:
     """What :func:`run_sweep` did: the table, where it is, and how many pieces ran now."""
 
@@ -296,8 +230,28 @@ def run_sweep(
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     check_sections(config, "config")
     combos = combinations(grid)
-    splits = set()
-    for settings in combos:  # every combination is checked before anything runs
+    chosen = _check_combinations(config, combos, split)
+    out = Path(out)
+    seed_list = list(range(seed, seed + seeds))
+    _open_sweep(out, _definition(config, algo, seed_list, grid, chosen))
+    with _locked(out):
+        pieces = _pieces(out, combos, seed_list)
+        done = {p.name: _read_result(out, p) for p in pieces if _result_path(out, p).is_file()}
+        todo = [p for p in pieces if p.name not in done]
+        job = SweepJob(config, algo, chosen)
+        _run_pieces(job, todo, out, done, backend, progress, on_result)
+        results = [done[p.name] for p in pieces]
+        rows = summarise(results)
+        write_table(out / "sweep.csv", rows, [k for k, _ in grid])
+        return SweepResult(rows, out, chosen, len(todo), len(pieces) - len(todo), results)
+
+
+def _check_combinations(
+    config: dict[str, Any], combos: Sequence[dict[str, Any]], split: str
+) -> Literal["val", "test"]:
+    """The split every combination scores on, each combination checked before anything runs."""
+    splits: set[Literal["val", "test"]] = set()
+    for settings in combos:
         where = " ".join(f"{k}={v}" for k, v in settings.items()) or "the base config"
         try:
             exp = Experiment.from_config(with_settings(config, settings))
@@ -315,47 +269,61 @@ def run_sweep(
             )
     if len(splits) != 1:
         raise ConfigError("the grid changes which split has tasks; pass --split val or test")
-    chosen = splits.pop()
-    out = Path(out)
-    seed_list = list(range(seed, seed + seeds))
-    spec: dict[str, Any] = {
+    return splits.pop()
+
+
+def _definition(
+    config: dict[str, Any], algo: str, seeds: list[int], grid: Grid, split: str
+) -> dict[str, Any]:
+    """``sweep.json``: what a rerun must match to resume (the base config by its digest)."""
+    return {
         "format": SWEEP_FORMAT,
         "algo": algo,
-        "seeds": seed_list,
+        "seeds": seeds,
         "grid": [[k, v] for k, v in grid],
-        "split": chosen,
+        "split": split,
         "config": hashlib.sha256(
             json.dumps(config, sort_keys=True, default=str).encode()
         ).hexdigest()[:16],
     }
-    _open_sweep(out, spec)
-    with _locked(out):
-        runs = out.resolve() / "runs"  # absolute: Ray workers do not share the caller's cwd
-        pieces = [
-            Piece(c, settings, s, str(runs / f"combo{c:02d}" / f"seed{s}"))
-            for c, settings in enumerate(combos)
-            for s in seed_list
-        ]
-        done = {p.name: _read_result(out, p) for p in pieces if _result_path(out, p).is_file()}
-        todo = [p for p in pieces if p.name not in done]
-        from tqdm import tqdm
 
-        job = SweepJob(config, algo, chosen)
-        with tqdm(
-            total=len(pieces), initial=len(done), desc="sweep", unit="run", disable=not progress
-        ) as bar:
-            for index, result in backend.imap(sweep_piece, todo, job):
-                piece = todo[index]
-                _write_json(_result_path(out, piece), result)
-                done[piece.name] = result
-                bar.set_postfix_str(f"{piece.name} score {np.mean(result['post_sharpe']):.3f}")
-                bar.update(1)
-                if on_result is not None:
-                    on_result(result)
-        results = [done[p.name] for p in pieces]
-        rows = summarise(results)
-        _write_table(out / "sweep.csv", rows, [k for k, _ in grid])
-        return SweepResult(rows, out, chosen, len(todo), len(pieces) - len(todo), results)
+
+def _pieces(out: Path, combos: Sequence[dict[str, Any]], seeds: Sequence[int]) -> list[Piece]:
+    runs = out.resolve() / "runs"  # absolute: Ray workers do not share the caller's cwd
+    return [
+        Piece(c, settings, s, str(runs / f"combo{c:02d}" / f"seed{s}"))
+        for c, settings in enumerate(combos)
+        for s in seeds
+    ]
+
+
+def _run_pieces(
+    job: SweepJob,
+    todo: list[Piece],
+    out: Path,
+    done: dict[str, dict[str, Any]],
+    backend: Backend,
+    progress: bool,
+    on_result: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """Run the pieces not done yet; each result is written, then added to ``done``, as it comes."""
+    from tqdm import tqdm
+
+    with tqdm(
+        total=len(done) + len(todo),
+        initial=len(done),
+        desc="sweep",
+        unit="run",
+        disable=not progress,
+    ) as bar:
+        for index, result in backend.imap(sweep_piece, todo, job):
+            piece = todo[index]
+            _write_json(_result_path(out, piece), result)
+            done[piece.name] = result
+            bar.set_postfix_str(f"{piece.name} score {np.mean(result['post_sharpe']):.3f}")
+            bar.update(1)
+            if on_result is not None:
+                on_result(result)
 
 
 def _open_sweep(out: Path, spec: dict[str, Any]) -> None:
@@ -382,8 +350,11 @@ def _open_sweep(out: Path, spec: dict[str, Any]) -> None:
 
 @contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    """Hold ``out/sweep.lock`` for the sweep's run: a second sweep in the same folder (which
-    would train the same pieces into the same run directories) is refused."""
+    """Hold ``out/sweep.lock`` for the sweep's run.
+
+    A second sweep in the same folder (which would train the same pieces into the same run
+    directories) is refused.
+    """
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
@@ -417,32 +388,3 @@ def _read_result(out: Path, piece: Piece) -> dict[str, Any]:
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
     atomic_write_json(path, obj, indent=1)
-
-
-FIGURES: tuple[str, ...] = ("score", "ci_low", "ci_high", "zero_shot", "gain")
-"""The table's figures (``Row`` fields), after its settings, ``seeds`` and ``tasks`` columns."""
-
-
-def _cells(row: Row, keys: Sequence[str], fmt: str) -> list[str]:
-    figures = [format(getattr(row, f), fmt) for f in FIGURES]
-    return [*(str(row.settings[k]) for k in keys), str(row.seeds), str(row.tasks), *figures]
-
-
-def table_lines(rows: Sequence[Row], keys: Sequence[str]) -> list[str]:
-    """The table as aligned text lines (header first)."""
-    head = [*(k.split(".")[-1] for k in keys), "seeds", "tasks", *FIGURES]
-    lines = [head, *(_cells(r, keys, ".3f") for r in rows)]
-    widths = [max(len(x) for x in col) for col in zip(*lines, strict=True)]
-    return ["  ".join(x.rjust(w) for x, w in zip(line, widths, strict=True)) for line in lines]
-
-
-def _write_table(path: Path, rows: Sequence[Row], keys: Sequence[str]) -> None:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["rank", "combo", *keys, "seeds", "tasks", *FIGURES])
-    for rank, r in enumerate(rows, 1):
-        writer.writerow([str(rank), str(r.combo), *_cells(r, keys, ".6g")])
-    atomic_write_text(path, buf.getvalue())

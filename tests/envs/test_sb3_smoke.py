@@ -12,7 +12,8 @@ from market_metarl.envs.trading_env import TradingEnv
 
 @pytest.mark.parametrize("action", ["discrete", "continuous"])
 def test_ppo_trains_2048_steps_and_acts_validly(action: ActionKind) -> None:
-    sb3 = pytest.importorskip("stable_baselines3")
+    import stable_baselines3 as sb3
+
     env = TradingEnv.from_bars(random_walk_bars(300, seed=4), EnvSpec(window=8, action=action))
     model = sb3.PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0, device="cpu")
     model.learn(total_timesteps=2048)

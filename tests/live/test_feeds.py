@@ -107,7 +107,8 @@ def yahoo_history(last: str) -> pd.DataFrame:
 
 @pytest.fixture
 def fake_yf(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> FakeDownload:
-    yfinance = pytest.importorskip("yfinance")
+    import yfinance
+
     fake = FakeDownload(yahoo_history("2024-06-03"))
     monkeypatch.setattr(yfinance, "download", fake)
     return fake

@@ -170,7 +170,8 @@ def test_run_replays_from_the_last_step_to_asof(
 
 
 def test_positions_and_equity_equal_the_rolling_backtest(maml_run: Path, tmp_path: Path) -> None:
-    runner = pytest.importorskip("market_metarl.backtest.runner")
+    from market_metarl.backtest import runner
+
     out = runner.run_backtest(
         maml_run,
         "bundled:SPY",

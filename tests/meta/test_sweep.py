@@ -1,5 +1,5 @@
 """Sweeps on the local backend: grid parsing, the table, resuming after an interruption, and
-each cell reproducing a plain training run (the Ray backend: ``tests/test_ray.py``)."""
+each cell reproducing a plain training run (the Ray backend: ``tests/meta/test_ray.py``)."""
 
 from __future__ import annotations
 

@@ -54,6 +54,11 @@ class MAMLConfig:
     first_order: bool = False
 
     def __post_init__(self) -> None:
+        """Reject an empty meta-batch, negative counts and a non-positive step size.
+
+        Raises:
+            ConfigError: The message names the ``train.maml.*`` setting.
+        """
         if self.batch < 1:
             raise ConfigError(f"train.maml.batch must be >= 1, got {self.batch}")
         if self.iterations < 0 or self.inner_steps < 0:
@@ -146,6 +151,23 @@ class MAMLLearner:
         batch: int = 16,
         iterations: int = 400,
     ) -> None:
+        """Start the log step sizes at ``log(inner_lr)`` and set up the outer Adam.
+
+        Args:
+            policy: The MLP policy whose parameters are the meta-learned start.
+            windows: Support/query split of the sampled task windows.
+            inner_steps: Inner gradient steps on the support days.
+            inner_lr: Initial inner step size, every parameter entry alike.
+            learn_inner_lr: Learn the per-entry step sizes (Meta-SGD) with the policy.
+            first_order: Drop second derivatives through the inner loop.
+            outer_lr: Adam step size of the outer update.
+            estimator: ``pathwise`` or ``score_function`` (see the module docstring).
+            grad_clip: Global gradient-norm clip of the policy's outer update.
+            seed: Seed of the generator that seeds each task's score-function samples.
+            backend: Runs the meta-batch's task pieces (:func:`maml_task`).
+            batch: Tasks per meta-batch.
+            iterations: Meta-batches of a full run.
+        """
         self.policy, self.windows = policy, windows
         self.inner_steps, self.first_order, self.grad_clip = inner_steps, first_order, grad_clip
         self.estimator, self.backend = estimator, backend

@@ -85,6 +85,11 @@ class ModelBasedConfig:
     memory_days: int = 120
 
     def __post_init__(self) -> None:
+        """Reject empty networks or memory, negative counts and non-positive rates.
+
+        Raises:
+            ConfigError: The message names the ``train.model_based.*`` setting.
+        """
         for name in ("hidden", "layers", "batch", "memory_days"):
             if getattr(self, name) < 1:
                 raise ConfigError(
@@ -148,6 +153,7 @@ class ModelBasedLearner:
         batch: int = 16,
         iterations: int = 1500,
     ) -> None:
+        """Start the log step sizes at ``log(inner_lr)``; one Adam, a group for each rate."""
         self.model, self.windows, self.position = model, windows, position
         self.batch, self.iterations = batch, iterations
         self.return_index = list(return_index)

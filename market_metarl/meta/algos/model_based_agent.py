@@ -1,5 +1,9 @@
-"""The model-based agent's parts: the Gaussian return model, its likelihood and the one-day
-planner, and :class:`ModelBasedAgent` (see :mod:`market_metarl.meta.algos.model_based`)."""
+"""The model-based agent's parts: return model, likelihood, one-day planner, and the agent.
+
+The Gaussian :class:`ReturnModel`, its negative log-likelihood (one task, or a batch of tasks
+under ``vmap``), the planner :func:`plan_weights`, and :class:`ModelBasedAgent`; the method is
+described in :mod:`market_metarl.meta.algos.model_based`.
+"""
 
 from __future__ import annotations
 
@@ -26,11 +30,23 @@ class ReturnModel(ScaledInputs):
     """
 
     def __init__(self, obs_dim: int, n_assets: int, hidden: int = 32, layers: int = 1) -> None:
+        """A tanh MLP body and a linear head of ``2 * n_assets`` outputs.
+
+        Args:
+            obs_dim: Observation size.
+            n_assets: Assets whose next-day returns are predicted (N).
+            hidden: Hidden units per layer.
+            layers: Hidden layers.
+        """
         super().__init__(obs_dim, n_assets)
         self.body, d = mlp_body(obs_dim, hidden, layers)
         self.out = nn.Linear(d, 2 * n_assets)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Mean and log-volatility ``(..., 2N)``, in ``y_scale`` units.
+
+        The log-volatility is soft-bounded to ``+-LOG_STD_BOUND`` by a scaled tanh.
+        """
         z = self.out(self.body(self.norm(obs) * self.input_mask))
         mean, raw = z[..., : self.n_assets], z[..., self.n_assets :]
         return torch.cat([mean, LOG_STD_BOUND * torch.tanh(raw / LOG_STD_BOUND)], -1)
@@ -156,6 +172,7 @@ class ModelBasedAgent:
         borrow_daily: float = 0.0,
         name: str = "model_based",
     ) -> None:
+        """Start from the meta-learned parameters with an empty memory (:meth:`init`)."""
         self.name, self.model, self.start, self.lr = name, model, start, dict(lr)
         self.inner_steps, self.position, self.return_index = (
             inner_steps,
@@ -172,6 +189,7 @@ class ModelBasedAgent:
         self.init()
 
     def init(self) -> None:
+        """Back to the meta-learned parameters; forget every remembered transition."""
         self.params: Params = dict(self.start)
         self.memory_obs: list[torch.Tensor] = []
         self.memory_y: list[torch.Tensor] = []
@@ -213,6 +231,13 @@ class ModelBasedAgent:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
+        """Target weights ``(N,)`` for the next open, planned on the adapted model's prediction.
+
+        Online, yesterday's observation and today's return (read from ``obs``) are first added
+        to the memory and the model re-adapted on the last ``memory_days`` transitions. The plan
+        trades from the weights held in ``obs`` at the cost rate and borrow cost of the last
+        support adapted on (the constructor's before any). ``reward`` is not read.
+        """
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(-1)
         if self.online and self.last_obs is not None:
             self.memory_obs.append(self.last_obs)

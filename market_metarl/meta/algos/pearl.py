@@ -80,6 +80,11 @@ class PearlConfig:
     film: bool = True
 
     def __post_init__(self) -> None:
+        """Reject empty networks, batch or memory and negative iterations or KL weight.
+
+        Raises:
+            ConfigError: The message names the ``train.pearl.*`` setting.
+        """
         for name in ("latent", "hidden", "batch", "memory_days"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.pearl.{name} must be >= 1, got {getattr(self, name)}")
@@ -127,6 +132,12 @@ class PearlLearner:
         batch: int = 32,
         iterations: int = 1500,
     ) -> None:
+        """Check the policy's input width and set up one Adam over encoder and policy.
+
+        Raises:
+            ValueError: The policy does not read :func:`policy_width` inputs for this encoder
+                and ``film``.
+        """
         self.film = film
         self.batch, self.iterations = batch, iterations
         expected = policy_width(encoder.obs_dim, encoder.latent, film)

@@ -1,5 +1,10 @@
-"""PEARL's parts: the context encoder, the Gaussian posterior algebra, the latent-conditioned
-policy inputs, and :class:`PearlAgent` (see :mod:`market_metarl.meta.algos.pearl`)."""
+"""PEARL's parts: context encoder, posterior algebra, policy inputs, and the agent.
+
+The :class:`ContextEncoder`, the Gaussian posterior algebra (:func:`posterior`,
+:func:`running_posterior`, :func:`kl_to_prior`), the latent-conditioned policy inputs
+(:func:`policy_inputs`) and :class:`PearlAgent`; the method is described in
+:mod:`market_metarl.meta.algos.pearl`.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn.functional import softplus
 
 from market_metarl.meta.episodes import Episode, next_day_returns
 from market_metarl.meta.policies import MLPPolicy, ScaledInputs, mlp_body
@@ -36,6 +41,16 @@ class ContextEncoder(ScaledInputs):
         layers: int = 2,
         bilinear: bool = True,
     ) -> None:
+        """A tanh MLP over the transition and a linear head of ``2 * latent`` outputs.
+
+        Args:
+            obs_dim: Observation size.
+            n_assets: Assets whose next-day returns are read (N).
+            latent: Dimensions of z (Z).
+            hidden: Hidden units per layer.
+            layers: Hidden layers.
+            bilinear: Also read the ``N * obs_dim`` products of returns and features.
+        """
         super().__init__(obs_dim, n_assets)
         self.latent, self.bilinear = latent, bilinear
         d_in = obs_dim + n_assets + (n_assets * obs_dim if bilinear else 0)
@@ -43,12 +58,18 @@ class ContextEncoder(ScaledInputs):
         self.out = nn.Linear(d, 2 * latent)
 
     def forward(self, obs: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The factor of each transition: ``(mu (..., Z), var (..., Z))``, ``var >= MIN_VAR``.
+
+        Args:
+            obs: Observations ``(..., obs_dim)`` (normalised and masked here).
+            y: The next day's log returns ``(..., N)`` (divided by ``y_scale`` here).
+        """
         x, y = self.norm(obs) * self.input_mask, y / self.y_scale
         parts = [x, y]
         if self.bilinear:
             parts.append((y.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2))
         z = self.out(self.body(torch.cat(parts, -1)))
-        return z[..., : self.latent], F.softplus(z[..., self.latent :]) + MIN_VAR
+        return z[..., : self.latent], softplus(z[..., self.latent :]) + MIN_VAR
 
 
 def posterior(mu: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,8 +94,10 @@ def kl_to_prior(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
 def policy_inputs(
     obs: torch.Tensor, z: torch.Tensor, encoder: ContextEncoder | None = None
 ) -> torch.Tensor:
-    """The policy's input: the observation, the latent and, with ``encoder`` (multiplicative,
-    FiLM-style conditioning), every product of a latent dimension with a normalised feature.
+    """The policy's input ``(..., obs_dim + Z [+ Z * obs_dim])``: observation, latent, products.
+
+    With ``encoder`` (multiplicative, FiLM-style conditioning) the input also holds every product
+    of a latent dimension with a feature normalised and masked by the encoder.
 
     The products make "trade the return one way in this regime, the other way in that one" linear
     in the inputs. Without them the policy must learn that interaction itself, and on the
@@ -89,8 +112,13 @@ def policy_inputs(
 
 
 def with_latent(ep: Episode, z: torch.Tensor, encoder: ContextEncoder | None = None) -> Episode:
-    """The episode with the latent ``(B, Z)`` or ``(B, D, Z)`` joined to every observation
-    (see :func:`policy_inputs`)."""
+    """The episode with the latent joined to every observation (see :func:`policy_inputs`).
+
+    Args:
+        ep: The episode whose observations the policy reads.
+        z: One latent per task ``(B, Z)``, or one per task and day ``(B, D, Z)``.
+        encoder: The context encoder, for the FiLM products (None: no products).
+    """
     if z.dim() == 2:
         z = z.unsqueeze(1).expand(-1, ep.days, -1)
     return replace(ep, obs=policy_inputs(ep.obs, z, encoder))
@@ -126,12 +154,14 @@ class PearlAgent:
         name: str = "pearl",
         film: bool = True,
     ) -> None:
+        """Start from the prior: no transition remembered (:meth:`init`)."""
         self.name, self.encoder, self.policy, self.film = name, encoder, policy, film
         self.position, self.return_index = position, list(return_index)
         self.online, self.memory_days = online, memory_days
         self.init()
 
     def init(self) -> None:
+        """Back to the prior ``N(0, I)``: forget every remembered transition."""
         self.factors: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.last_obs: torch.Tensor | None = None
 
@@ -156,6 +186,11 @@ class PearlAgent:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
+        """Target weights ``(N,)`` for the next open, conditioned on the posterior mean.
+
+        Online, yesterday's observation and today's return (read from ``obs``) first add a
+        factor to the posterior. ``reward`` is not read.
+        """
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(-1)
         if self.online and self.last_obs is not None:
             mu, var = self.encoder(self.last_obs, x[self.return_index])

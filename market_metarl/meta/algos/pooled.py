@@ -45,6 +45,11 @@ class PooledConfig:
     scratch_lr: float = 0.1
 
     def __post_init__(self) -> None:
+        """Reject an empty batch, negative counts and non-positive step sizes.
+
+        Raises:
+            ConfigError: The message names the ``train.pooled.*`` setting.
+        """
         if self.batch < 1:
             raise ConfigError(f"train.pooled.batch must be >= 1, got {self.batch}")
         for name in ("iterations", "finetune_steps", "scratch_steps"):
@@ -70,6 +75,18 @@ class PooledLearner:
         batch: int = 32,
         iterations: int = 400,
     ) -> None:
+        """Set up the training loss and Adam over the policy's parameters.
+
+        Args:
+            policy: The MLP policy trained.
+            lr: Adam step size.
+            estimator: ``pathwise`` or ``score_function``
+                (:func:`~market_metarl.meta.rollout.loss_fn`).
+            grad_clip: Global gradient-norm clip of each update.
+            seed: Seed of the score-function estimator's action samples.
+            batch: Task windows per update.
+            iterations: Updates of a full run.
+        """
         self.policy, self.grad_clip = policy, grad_clip
         self.batch, self.iterations = batch, iterations
         self.gen = torch.Generator().manual_seed(seed)

@@ -42,6 +42,11 @@ class RL2Config:
     iterations: int = 0
 
     def __post_init__(self) -> None:
+        """Reject an empty GRU or batch and negative iterations.
+
+        Raises:
+            ConfigError: The message names the ``train.rl2.*`` setting.
+        """
         for name in ("hidden", "batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.rl2.{name} must be >= 1, got {getattr(self, name)}")
@@ -63,6 +68,16 @@ class RL2Learner:
         batch: int = 64,
         iterations: int = 400,
     ) -> None:
+        """Set up Adam over the GRU policy's parameters.
+
+        Args:
+            policy: The recurrent policy trained.
+            windows: Support/query split (for the ``query_return`` metric).
+            lr: Adam step size.
+            grad_clip: Global gradient-norm clip of each update.
+            batch: Task windows per update.
+            iterations: Updates of a full run.
+        """
         self.policy, self.windows, self.grad_clip = policy, windows, grad_clip
         self.batch, self.iterations = batch, iterations
         self.opt = LazyAdam(policy.parameters(), lr=lr)

@@ -6,7 +6,6 @@ Grouped on one xdist worker (``--dist loadgroup``) so one Ray serves every test 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ import pytest
 import torch
 
 pytest.importorskip("ray", reason="needs the distributed extra: pip install -e '.[distributed]'")
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "meta"))
 
 from meta_helpers import small_config
 
