@@ -12,7 +12,7 @@ LAYERS = ("data", "envs", "meta", "backtest", "live")
 """Left to right: a layer may import itself and layers to its left."""
 BASE = ("types", "seeding", "config", "parallel", "fileio", "stats")
 """Shared records and utilities: they import no layer."""
-FREE = ("cli", "demo", "__main__", "__init__")
+FREE = ("cli", "demo", "__main__", "__init__", "_gym_hook")
 """Entry points (and the package's own ``__init__``): may import anything."""
 
 

@@ -46,6 +46,23 @@ def test_import_market_metarl_registers_the_ids_without_heavy_imports() -> None:
     ]
 
 
+def test_import_market_metarl_loads_no_gymnasium_and_registers_either_order() -> None:
+    out = run_python(
+        "import sys\n"
+        "import market_metarl\n"
+        "print(sorted(m for m in ('gymnasium', 'numpy') if m in sys.modules))\n"
+        "import gymnasium as gym\n"
+        "print('market_metarl/Trading-v0' in gym.registry, gym.__spec__.name)\n"
+    )
+    assert out.splitlines() == ["[]", "True gymnasium"]
+    out = run_python(
+        "import gymnasium as gym\n"
+        "import market_metarl\n"
+        "print('market_metarl/Portfolio-v0' in gym.registry)\n"
+    )
+    assert out.strip() == "True"
+
+
 def test_module_prefixed_id_needs_no_import_of_the_package() -> None:
     out = run_python(
         "import sys\n"
