@@ -1,10 +1,12 @@
 """Tasks: regimes cut into frozen :class:`~market_metarl.types.TaskSpec` values, split in time.
 
 A TaskSet is built from an ``envs/*.toml`` file (see ``envs/default.toml``) whose data-layer
-sections are ``[data]``, ``[regimes]``, ``[splits]`` and ``[costs]``. For each symbol the bars are
-loaded, sliced into regimes, and each regime is intersected with the train, val and test date
-segments; pieces longer than ``max_task_days`` are cut into consecutive tasks and pieces shorter
-than ``min_task_days`` are dropped. So no task crosses a segment boundary, and consecutive segments
+sections are ``[data]``, ``[regimes]``, ``[splits]`` and ``[costs]``. The ``[data]`` symbols are
+expanded into assets (:mod:`~market_metarl.data.universe`: csv globs and directories, excludes,
+one name per asset, the repair policy); for each asset the bars are loaded, sliced into regimes,
+and each regime is intersected with the train, val and test date segments; pieces longer than
+``max_task_days`` are cut into consecutive tasks and pieces shorter than ``min_task_days`` are
+dropped. So no task crosses a segment boundary, and consecutive segments
 must be separated by at least ``embargo_days`` trading days (checked when the config is read, so a
 model trained on one segment cannot have seen the days right before the next). Held-out symbols
 only appear in val and test tasks.
