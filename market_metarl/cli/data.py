@@ -14,7 +14,11 @@ def register(sub: SubParsers) -> None:
     p = data_sub.add_parser("list", help="bundled datasets and cached downloads")
     p.set_defaults(handler=data_list)
     p = data_sub.add_parser("show", help="rows, date range and validation report of a source")
-    p.add_argument("source", help="bundled:SPY, csv:FILE, yfinance:SPY or synthetic:NAME")
+    p.add_argument(
+        "source",
+        help="bundled:SPY, csv:FILE, yfinance:SPY or synthetic:NAME; csv:FILE?repair=drop drops "
+        "isolated bad rows and lists each as a warning",
+    )
     p.set_defaults(handler=data_show)
     p = data_sub.add_parser("fetch", help="download daily bars with yfinance into the cache")
     p.add_argument("symbols", nargs="+", metavar="SYMBOL")

@@ -4,6 +4,10 @@ Bars: a pandas DataFrame with a tz-naive ``DatetimeIndex`` named ``date`` (sorte
 columns ``open high low close volume``. Every loader ends in :func:`validate_bars`, so every layer
 above can rely on the contract. A problem raises :class:`DataError` that says what is wrong, where
 (row or date) and how to fix it; a fixable oddity (unsorted rows) is fixed and reported in the notes.
+Bad rows (NaN, inf, non-positive or inconsistent prices...) refuse the file, unless a
+:class:`~market_metarl.data.repair.RepairPolicy` of ``drop`` removes isolated ones (see
+:mod:`market_metarl.data.repair` for what counts as bad and as isolated, and why dropping a day
+creates no lookahead).
 """
 
 from __future__ import annotations
@@ -14,6 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from market_metarl.data.repair import (
+    Repair,
+    RepairPolicy,
+    apply_policy,
+    bad_cells,
+    drop_warnings,
+)
 from market_metarl.types import BAR_COLUMNS, DataError
 
 SPLIT_LIKE_MOVE = 0.35
@@ -23,7 +34,11 @@ five days looks like an unadjusted split and is reported."""
 
 @dataclass
 class BarsReport:
-    """What validation found. ``notes`` are harmless fixes; ``warnings`` deserve a look."""
+    """What validation found. ``notes`` are harmless fixes; ``warnings`` deserve a look.
+
+    ``repairs`` lists each bad cell of the rows a ``drop`` repair policy removed (one warning per
+    dropped row says the same in words).
+    """
 
     source: str
     rows: int = 0
@@ -31,6 +46,7 @@ class BarsReport:
     last: pd.Timestamp | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    repairs: list[Repair] = field(default_factory=list)
 
 
 def _where(frame: pd.DataFrame, mask: Any, limit: int = 3) -> str:
@@ -42,7 +58,10 @@ def _where(frame: pd.DataFrame, mask: Any, limit: int = 3) -> str:
 
 
 def validate_bars(
-    frame: pd.DataFrame, source: str = "bars", min_rows: int = 2
+    frame: pd.DataFrame,
+    source: str = "bars",
+    min_rows: int = 2,
+    repair: RepairPolicy | None = None,
 ) -> tuple[pd.DataFrame, BarsReport]:
     """Check a bars frame against the contract and return a clean copy plus a report.
 
@@ -50,23 +69,27 @@ def validate_bars(
         frame: Frame indexed by date with at least the columns ``open high low close`` (``volume``
             is filled with NaN-free zeros when absent, e.g. for an index without volume).
         source: Name used in messages (a file path or source spec).
-        min_rows: Fewest rows accepted.
+        min_rows: Fewest rows accepted (counted after any dropped rows).
+        repair: What to do with bad rows (:class:`~market_metarl.data.repair.RepairPolicy`;
+            default: refuse the file).
 
     Returns:
         The validated frame (float64 columns in canonical order, sorted index named ``date``) and a
         :class:`BarsReport`.
 
     Raises:
-        DataError: On missing columns, bad dates, duplicate dates, NaN holes, non-positive prices,
-            ``high < low``, ``close`` outside ``[low, high]`` or too few rows.
+        DataError: On missing columns, bad dates, duplicate dates, too few rows, or bad rows
+            (non-numeric, NaN or non-finite values, non-positive prices, negative volume,
+            ``high < low``, ``close`` outside ``[low, high]``) that the repair policy does not
+            drop; the message names each bad row's date and column.
     """
     report = BarsReport(source=source)
     if frame is None or len(frame) == 0:
         raise DataError(f"{source}: no rows; give a file or symbol with daily bars")
     df = _canonical_columns(frame, source, report)
     df = _date_index(df, source, report)
-    df = _numeric_sorted_unique(df, source, report)
-    _check_prices(df, source, report)
+    df, text = _numeric_sorted_unique(df, source, report)
+    df = _check_prices(df, text, source, report, repair or RepairPolicy())
     if len(df) < min_rows:
         raise DataError(
             f"{source}: {len(df)} row(s), at least {min_rows} needed; use a longer date range"
@@ -120,67 +143,59 @@ def _date_index(df: pd.DataFrame, source: str, report: BarsReport) -> pd.DataFra
     return df
 
 
-def _numeric_sorted_unique(df: pd.DataFrame, source: str, report: BarsReport) -> pd.DataFrame:
-    """float64 columns (non-numeric cells raise), rows sorted by date, duplicate dates raise."""
-    for col in BAR_COLUMNS:
-        converted = pd.to_numeric(df[col], errors="coerce")
-        bad_mask = converted.isna().to_numpy() & df[col].notna().to_numpy()
-        if bad_mask.any():
-            raise DataError(
-                f"{source}: column {col} has non-numeric values on {_where(df, bad_mask)}; "
-                "fix those cells"
-            )
-        df[col] = converted.astype("float64")
+def _numeric_sorted_unique(
+    df: pd.DataFrame, source: str, report: BarsReport
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """float64 columns, rows sorted by date (duplicate dates raise), and the non-numeric cells.
 
+    A cell pandas cannot read as a number is tried with Python's ``float`` (which reads ``NAN``,
+    ``Infinity`` and ``1e400``); one neither can read becomes NaN, and its text is returned in
+    the second value (``""`` elsewhere) for :func:`~market_metarl.data.repair.bad_cells` to name.
+    """
+    text = np.full(df.shape, "", dtype=object)
+    for j, col in enumerate(BAR_COLUMNS):
+        converted = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64", copy=True)
+        for i in np.flatnonzero(np.isnan(converted) & df[col].notna().to_numpy()):
+            cell = df[col].iloc[i]
+            try:
+                converted[i] = float(str(cell).strip())
+            except ValueError:
+                text[i, j] = str(cell)
+        df[col] = converted
     if not df.index.is_monotonic_increasing:
-        df = df.sort_index(kind="stable")
+        order = np.argsort(df.index.to_numpy(), kind="stable")
+        df, text = df.iloc[order].copy(), text[order]
         report.notes.append("rows were not in date order: sorted by date")
     dup = df.index.duplicated(keep=False)
     if dup.any():
         raise DataError(f"{source}: duplicate dates {_where(df, dup)}; keep one row per date")
-    return df
+    return df, text
 
 
-def _check_prices(df: pd.DataFrame, source: str, report: BarsReport) -> None:
-    """Check the price and volume values of a dated, numeric frame.
+def _check_prices(
+    df: pd.DataFrame, text: np.ndarray, source: str, report: BarsReport, repair: RepairPolicy
+) -> pd.DataFrame:
+    """Refuse or drop the bad rows (:mod:`~market_metarl.data.repair`), then widen odd opens.
 
-    Raises on NaN, non-positive prices, negative volume, ``high < low`` or a close outside
-    ``[low, high]``; widens ``[low, high]`` in place to cover an open outside it (a vendor quirk
-    seen in real data), with a note in ``report``.
+    Returns the frame without dropped rows (recorded in ``report.repairs`` and its warnings);
+    widens ``[low, high]`` to cover an open outside it (a vendor quirk seen in real data), with a
+    note in ``report``.
     """
-    prices = df[["open", "high", "low", "close"]].to_numpy()
-    nan_rows = np.isnan(prices).any(axis=1) | df["volume"].isna().to_numpy()
-    if nan_rows.any():
-        raise DataError(
-            f"{source}: missing values (NaN) on {_where(df, nan_rows)}; fill or delete those rows"
-        )
-    nonpos = (prices <= 0).any(axis=1)
-    if nonpos.any():
-        raise DataError(
-            f"{source}: non-positive price on {_where(df, nonpos)}; prices must be > 0, "
-            "delete or correct those rows"
-        )
-    if (df["volume"].to_numpy() < 0).any():
-        neg = df["volume"].to_numpy() < 0
-        raise DataError(f"{source}: negative volume on {_where(df, neg)}; volume must be >= 0")
-    o, h, lo, c = prices.T
+    cells = bad_cells(df.to_numpy(dtype="float64"), text)
+    df, repairs = apply_policy(df, cells, repair, source)
+    if repairs:
+        df = df.copy()
+        report.repairs.extend(repairs)
+        report.warnings.extend(drop_warnings(repairs))
+    o, h, lo = (df[c].to_numpy() for c in ("open", "high", "low"))
     tol = 1e-9 * np.maximum(h, 1.0)
-    hl = h < lo - tol
-    if hl.any():
-        raise DataError(
-            f"{source}: high < low on {_where(df, hl)}; check the column order (open, high, low, close)"
-        )
-    c_out = (c > h + tol) | (c < lo - tol)
-    if c_out.any():
-        raise DataError(
-            f"{source}: close outside [low, high] on {_where(df, c_out)}; correct those bars"
-        )
     o_out = (o > h + tol) | (o < lo - tol)
     if o_out.any():
         # Real vendor data has a few of these (e.g. Yahoo SPY 2015-03-05); widen the range.
         df.loc[o_out, "high"] = np.maximum(h[o_out], o[o_out])
         df.loc[o_out, "low"] = np.minimum(lo[o_out], o[o_out])
         report.notes.append(f"open outside [low, high] on {_where(df, o_out)}: range widened")
+    return df
 
 
 def split_suspects(df: pd.DataFrame, threshold: float = SPLIT_LIKE_MOVE) -> list[pd.Timestamp]:
@@ -188,11 +203,14 @@ def split_suspects(df: pd.DataFrame, threshold: float = SPLIT_LIKE_MOVE) -> list
     close = df["close"].to_numpy()
     if len(close) < 2:
         return []
-    gap = np.log(df["open"].to_numpy()[1:] / close[:-1])
     out = []
-    for i in np.flatnonzero(np.abs(gap) > threshold):
-        later = close[i + 1 : i + 7]
-        recovered = np.abs(np.log(later / close[i])) < threshold / 2
-        if not recovered.any():
-            out.append(pd.Timestamp(df.index[int(i) + 1]))
+    # validated bars are finite and positive, but a ratio of extreme ones may overflow to inf or
+    # underflow to 0 (log: -inf), which only makes a move look large: no information in a warning
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        gap = np.log(df["open"].to_numpy()[1:] / close[:-1])
+        for i in np.flatnonzero(np.abs(gap) > threshold):
+            later = close[i + 1 : i + 7]
+            recovered = np.abs(np.log(later / close[i])) < threshold / 2
+            if not recovered.any():
+                out.append(pd.Timestamp(df.index[int(i) + 1]))
     return out

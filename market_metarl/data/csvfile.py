@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from market_metarl.data.bars import BarsReport, validate_bars
+from market_metarl.data.repair import RepairPolicy
 from market_metarl.types import DataError
 
 _ALIASES = {
@@ -51,12 +52,16 @@ def _normalise(name: object) -> str:
     return _ALIASES.get(key, key)
 
 
-def read_csv_bars(path: str | Path, symbol: str | None = None) -> tuple[pd.DataFrame, BarsReport]:
+def read_csv_bars(
+    path: str | Path, symbol: str | None = None, repair: RepairPolicy | None = None
+) -> tuple[pd.DataFrame, BarsReport]:
     """Read a bars file in any recognised layout.
 
     Args:
-        path: The file.
+        path: The file (a relative path is relative to the current working directory).
         symbol: For long files with a ticker column, the symbol to keep.
+        repair: What to do with bad rows (default: refuse the file); see
+            :mod:`market_metarl.data.repair`.
 
     Returns:
         Validated bars and the validation report (its notes say which layout was recognised).
@@ -75,7 +80,7 @@ def read_csv_bars(path: str | Path, symbol: str | None = None) -> tuple[pd.DataF
     raw = _select_symbol(raw, symbol, source, notes)
     frame, layout = _to_bars(raw, source)
     notes.insert(0, f"layout: {layout}")
-    bars, report = validate_bars(frame, source=source)
+    bars, report = validate_bars(frame, source=source, repair=repair)
     report.notes[:0] = notes
     return bars, report
 
@@ -174,25 +179,30 @@ def _to_bars(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, str]:
 
 
 def _adjust(frame: pd.DataFrame, raw: pd.DataFrame, source: str, layout: str) -> str:
-    """Scale OHLC in place by Adj Close / Close; bad OHLC cells are left for validation to name."""
+    """Scale OHLC in place by Adj Close / Close; bad OHLC cells are left for validation to name.
+
+    A cell that is not a number keeps its text and a non-finite price stays non-finite, so
+    validation names them (and a repair policy of ``drop`` can drop their rows); every other
+    cell is scaled.
+    """
     prices = ("open", "high", "low", "close")
     numeric = {c: pd.to_numeric(frame[c], errors="coerce") for c in prices}
-    if any((numeric[c].isna() & frame[c].notna()).any() for c in numeric):
-        return layout  # a non-numeric price cell: validate_bars names its column and date
-    adj = pd.to_numeric(raw["adj_close"], errors="coerce").to_numpy()
-    close = numeric["close"].to_numpy()
-    bad = np.isfinite(close) & (close > 0) & ~(np.isfinite(adj) & (adj > 0))
+    adj = pd.to_numeric(raw["adj_close"], errors="coerce").to_numpy(dtype="float64")
+    close = numeric["close"].to_numpy(dtype="float64")
+    usable = np.isfinite(close) & (close > 0)
+    bad = usable & ~(np.isfinite(adj) & (adj > 0))
     if bad.any():
         dates = ", ".join(d.date().isoformat() for d in frame.index[bad][:3])
         raise DataError(
-            f"{source}: Adj Close is missing or not positive on {dates}; fill it, or delete the "
-            "Adj Close column to read unadjusted prices"
+            f"{source}: Adj Close is missing, non-finite or not positive on {dates}; fill it, or "
+            "delete the Adj Close column to read unadjusted prices"
         )
     # Rows with a missing or non-positive Close keep factor 1, so validation reports them as such.
-    usable = np.isfinite(close) & (close > 0)
-    factor = np.divide(adj, close, out=np.ones_like(close), where=usable)
-    for c in numeric:
-        frame[c] = numeric[c] * factor
+    with np.errstate(over="ignore", under="ignore"):  # an absurd ratio is caught as inf or 0
+        factor = np.divide(adj, close, out=np.ones_like(close), where=usable)
+        for c in numeric:
+            scaled = numeric[c] * factor
+            frame[c] = scaled.where(numeric[c].notna(), frame[c])
     return layout + " (OHLC adjusted by Adj Close / Close)"
 
 

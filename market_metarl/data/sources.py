@@ -1,6 +1,9 @@
 """Source specs: the strings users type to name market data.
 
-``bundled:SPY`` (shipped in ``data/``), ``csv:path/to/file.csv`` (optionally ``?symbol=AAPL``),
+``bundled:SPY`` (shipped in ``data/``), ``csv:path/to/file.csv`` (relative to the current working
+directory; options ``?symbol=AAPL`` for one symbol of a long file, ``?name=SPY_STOOQ`` to name the
+asset, ``?repair=drop&repair_max_rows=3`` to drop isolated bad rows, see
+:mod:`market_metarl.data.repair`),
 ``yfinance:SPY`` (downloaded and cached; ``?offline=1`` reads the cache only) and
 ``synthetic:NAME?key=value`` (``synthetic:ar-regimes?seed=3``, ``synthetic:gbm?seed=1&days=500``).
 Kinds resolve through a closed registry; an unknown kind is an error that lists the valid ones.
@@ -124,10 +127,22 @@ def _load_bundled(spec: SourceSpec) -> tuple[pd.DataFrame, BarsReport]:
     return load_bundled(spec.target)
 
 
+CSV_OPTIONS: tuple[str, ...] = ("symbol", "name", "repair", "repair_max_rows")
+"""Options of a ``csv:`` source: ``symbol`` picks the rows of a long file (and names the asset),
+``name`` names the asset only, ``repair``/``repair_max_rows`` set the bad-row policy."""
+
+
 def _load_csv(spec: SourceSpec) -> tuple[pd.DataFrame, BarsReport]:
     from market_metarl.data.csvfile import read_csv_bars
+    from market_metarl.data.repair import RepairPolicy
 
-    return read_csv_bars(spec.target, symbol=spec.option("symbol"))
+    unknown = sorted({k for k, _ in spec.options} - set(CSV_OPTIONS))
+    if unknown:
+        raise DataError(
+            f"{spec.text}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(CSV_OPTIONS)}"
+        )
+    repair = RepairPolicy.from_options(dict(spec.options), spec.text)
+    return read_csv_bars(spec.target, symbol=spec.option("symbol"), repair=repair)
 
 
 def _load_yfinance(spec: SourceSpec) -> tuple[pd.DataFrame, BarsReport]:

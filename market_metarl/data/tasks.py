@@ -1,10 +1,12 @@
 """Tasks: regimes cut into frozen :class:`~market_metarl.types.TaskSpec` values, split in time.
 
 A TaskSet is built from an ``envs/*.toml`` file (see ``envs/default.toml``) whose data-layer
-sections are ``[data]``, ``[regimes]``, ``[splits]`` and ``[costs]``. For each symbol the bars are
-loaded, sliced into regimes, and each regime is intersected with the train, val and test date
-segments; pieces longer than ``max_task_days`` are cut into consecutive tasks and pieces shorter
-than ``min_task_days`` are dropped. So no task crosses a segment boundary, and consecutive segments
+sections are ``[data]``, ``[regimes]``, ``[splits]`` and ``[costs]``. The ``[data]`` symbols are
+expanded into assets (:mod:`~market_metarl.data.universe`: csv globs and directories, excludes,
+one name per asset, the repair policy); for each asset the bars are loaded, sliced into regimes,
+and each regime is intersected with the train, val and test date segments; pieces longer than
+``max_task_days`` are cut into consecutive tasks and pieces shorter than ``min_task_days`` are
+dropped. So no task crosses a segment boundary, and consecutive segments
 must be separated by at least ``embargo_days`` trading days (checked when the config is read, so a
 model trained on one segment cannot have seen the days right before the next). Held-out symbols
 only appear in val and test tasks.
@@ -20,13 +22,16 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from market_metarl.config import build, check_sections, read_toml
+from market_metarl.data.repair import DEFAULT_MAX_ROWS, RepairPolicy
+from market_metarl.data.universe import Asset, Universe, expand_universe
+from market_metarl.data.universe import source_of as source_of
+from market_metarl.data.universe import symbol_name as symbol_name
 from market_metarl.types import SPLITS, ConfigError, CostSpec, DataError, Regime, Split, TaskSpec
 
 
@@ -35,20 +40,31 @@ class DataSection:
     """``[data]``: what to trade.
 
     Attributes:
-        symbols: Meta-training symbols, bare (``SPY``, resolved with ``source``) or full source specs.
-        heldout_symbols: Symbols that only appear in val and test tasks.
+        symbols: Meta-training symbols, bare (``SPY``, resolved with ``source``), full source specs,
+            or csv globs and directories naming many files (``csv:data/us/*.us.txt``,
+            ``csv:data/us/``; relative to the working directory), expanded to one asset per file
+            by :func:`~market_metarl.data.universe.expand_universe`.
+        heldout_symbols: Symbols that only appear in val and test tasks (same forms).
         source: Source kind for bare symbols (``bundled``, ``yfinance``, ``csv``).
         warmup_days: Bars of history a task needs before its first day (features and the
             observation window read them; they are never traded). Tasks start later if needed.
+        exclude: Assets dropped after expansion, from both lists: globs on symbol names
+            (``SPY``, ``XL*``) or, with a ``/``, on file paths. One that drops nothing is an error.
+        repair: Bad rows of csv sources: ``refuse`` the file, or ``drop`` isolated ones
+            (:mod:`~market_metarl.data.repair`); each drop is recorded in the run directory.
+        repair_max_rows: Under ``drop``, the most bad rows a file may have (none adjacent).
     """
 
     symbols: tuple[str, ...] = ("SPY",)
     heldout_symbols: tuple[str, ...] = ()
     source: str = "bundled"
     warmup_days: int = 100
+    exclude: tuple[str, ...] = ()
+    repair: Literal["refuse", "drop"] = "refuse"
+    repair_max_rows: int = DEFAULT_MAX_ROWS
 
     def __post_init__(self) -> None:
-        """Reject an empty symbol list, a symbol both trained on and held out, or negative warm-up."""
+        """Reject no symbols, a symbol trained on and held out, or negative warm-up or maximum."""
         if not self.symbols:
             raise ConfigError("data.symbols is empty; list at least one symbol, e.g. ['SPY']")
         overlap = set(self.symbols) & set(self.heldout_symbols)
@@ -59,6 +75,21 @@ class DataSection:
             )
         if self.warmup_days < 0:
             raise ConfigError(f"data.warmup_days must be >= 0, got {self.warmup_days}")
+        if self.repair_max_rows < 1:
+            raise ConfigError(f"data.repair_max_rows must be >= 1, got {self.repair_max_rows}")
+
+    def universe(self) -> Universe:
+        """The training and held-out assets these settings name (globs expanded, excludes applied).
+
+        Raises:
+            DataError: A glob or directory with no data file.
+            ConfigError: An exclude that drops nothing, two assets with one symbol name, or a
+                held-out name that is also trained on.
+        """
+        policy = RepairPolicy(self.repair, self.repair_max_rows)
+        return expand_universe(
+            self.symbols, self.heldout_symbols, self.source, self.exclude, policy
+        )
 
 
 @dataclass(frozen=True)
@@ -201,35 +232,18 @@ def taskset_from_config(cfg: dict[str, Any]) -> TaskSet:
     regimes = build(RegimeSection, cfg.get("regimes"), "regimes")
     splits = build(SplitSection, cfg.get("splits"), "splits")
     costs = build(CostSpec, cfg.get("costs"), "costs")
+    universe = data.universe()
     tasks: list[TaskSpec] = []
-    for symbol in (*data.symbols, *data.heldout_symbols):
-        heldout = symbol in data.heldout_symbols
-        tasks += _symbol_tasks(symbol, heldout, data, regimes, splits, costs)
+    for asset in universe.train:
+        tasks += _symbol_tasks(asset, False, data, regimes, splits, costs)
+    for asset in universe.heldout:
+        tasks += _symbol_tasks(asset, True, data, regimes, splits, costs)
     if not any(t.split == "train" for t in tasks):
         raise DataError(
             "no training tasks: no regime of the training symbols falls inside splits.train "
             f"{list(splits.train)} with at least {regimes.min_task_days} days; check the dates"
         )
     return TaskSet(tuple(tasks), data, regimes, splits, costs)
-
-
-def source_of(symbol: str, default_kind: str) -> str:
-    """Source spec of a ``[data]`` symbol (bare symbols use the default kind)."""
-    return symbol if ":" in symbol else f"{default_kind}:{symbol}"
-
-
-def symbol_name(symbol: str) -> str:
-    """Display name of a ``[data]`` symbol or source spec."""
-    if ":" not in symbol:
-        return symbol.upper()
-    kind, rest = symbol.split(":", 1)
-    target = rest.split("?")[0]
-    if kind == "csv":
-        return Path(target).stem.upper()
-    if kind == "synthetic":
-        seed = dict(parse_qsl(rest.partition("?")[2])).get("seed", "0")
-        return f"{target}-s{seed}"
-    return target.upper()
 
 
 def _symbol_regimes(
@@ -276,7 +290,7 @@ def _known_regimes(source: str, symbol: str) -> list[tuple[Regime, tuple[tuple[s
 
 
 def _symbol_tasks(
-    symbol: str,
+    asset: Asset,
     heldout: bool,
     data: DataSection,
     regimes: RegimeSection,
@@ -285,8 +299,7 @@ def _symbol_tasks(
 ) -> list[TaskSpec]:
     from market_metarl.data.sources import load_bars
 
-    source = source_of(symbol, data.source)
-    name = symbol_name(symbol)
+    source, name = asset.source, asset.name
     bars = load_bars(source)
     windows = splits.windows()
     found = _symbol_regimes(bars, source, name, regimes, windows["train"][1])

@@ -1,7 +1,8 @@
 """The run directory: the one module that knows its files and writes them.
 
 ``runs/NAME/`` holds ``config.toml`` (the resolved config), ``run.json`` (algorithm, seed,
-iterations done, observation shapes, data hashes, package versions), ``metrics.csv`` (one row per
+iterations done, observation shapes, data hashes, package versions), ``data_repairs.json`` (bad
+rows dropped from the data under ``[data] repair = "drop"``), ``metrics.csv`` (one row per
 checkpoint interval, learner and metric) and ``checkpoints/<learner>.pt``. A checkpoint has two
 parts: ``agent`` (what an agent is rebuilt from: network parameters, normalisers, learned step
 sizes) and ``training`` (optimiser and RNG state, read only to resume), so a backtest or a paper
@@ -30,6 +31,9 @@ from market_metarl.meta.episodes import TaskPool
 from market_metarl.meta.experiment import Experiment, train_table
 from market_metarl.types import RunError
 
+DATA_REPAIRS = "data_repairs.json"
+"""Beside ``run.json``: the bad rows dropped from the run's data (source, date, column, value,
+reason), ``[]`` when none; see :mod:`market_metarl.data.repair`."""
 RUN_FORMAT = 2
 """Version of the run directory's layout (2: checkpoints split into agent and training parts)."""
 METRICS_HEADER = ["learner", "iteration", "metric", "value"]
@@ -88,13 +92,15 @@ def open_run(
         )
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_toml(run_dir / "config.toml", resolved_config(exp, learners))
+    hashes, repairs = _data_record(exp)
+    atomic_write_json(run_dir / DATA_REPAIRS, repairs)
     state = {
         "format": RUN_FORMAT,
         "algo": algo,
         "seed": seed,
         "iterations": {},
         "config": config_digest(exp, learners),
-        "data_hashes": _data_hashes(exp),
+        "data_hashes": hashes,
         "versions": _versions(),
     }
     write_run_json(run_dir, state)
@@ -106,16 +112,18 @@ def write_run_json(run_dir: Path, state: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / "run.json", state)
 
 
-def _data_hashes(exp: Experiment) -> dict[str, str]:
-    from market_metarl.data.sources import load_bars
+def _data_record(exp: Experiment) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Each source's data hash, and every bad row a repair policy dropped from the sources."""
+    from market_metarl.data.sources import load_bars_with_report
 
-    hashes = {}
+    hashes, repairs = {}, []
     for source in sorted({t.source for t in exp.tasks}):
-        bars = load_bars(source)
+        bars, report = load_bars_with_report(source)
         dates = bars.index.to_numpy().astype("datetime64[D]").astype(np.int64)
         digest = hashlib.sha256(bars.to_numpy().tobytes() + dates.tobytes())
         hashes[source] = digest.hexdigest()
-    return hashes
+        repairs += [r.to_json() for r in report.repairs]
+    return hashes, repairs
 
 
 def _versions() -> dict[str, str]:

@@ -149,8 +149,16 @@ def test_negative_volume_is_an_error_with_its_date() -> None:
 def test_many_bad_rows_are_summarised() -> None:
     raw = _bars([10.0] * 8)
     raw["close"] = raw["high"] * 2
-    with pytest.raises(DataError, match=r"2021-01-04, 2021-01-05, 2021-01-06 and 5 more"):
+    with pytest.raises(DataError) as info:
         validate_bars(raw)
+    message = str(info.value)
+    assert (
+        "close outside [low, high] on 2021-01-04 (column close = 20.2 (low = 9.9, high = 10.1))"
+        in message
+    )
+    assert "2021-01-05 (column close = 20.2" in message
+    assert "2021-01-06 (column close = 20.2 (low = 9.9, high = 10.1)) and 5 more" in message
+    assert 'repair = "drop" would not apply: 8 bad rows, more than repair_max_rows = 3' in message
 
 
 def test_min_rows_is_enforced() -> None:

@@ -132,7 +132,9 @@ def test_missing_adj_close_cell_is_an_error_not_silently_unadjusted(tmp_path: Pa
     lines[3] = ",".join(cells)
     path = tmp_path / "hole.csv"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"Adj Close is missing or not positive on 2020-09-03"):
+    with pytest.raises(
+        DataError, match=r"Adj Close is missing, non-finite or not positive on 2020-09-03"
+    ):
         read_csv_bars(path)
 
 

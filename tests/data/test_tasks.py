@@ -180,8 +180,8 @@ def test_overlapping_segments_are_a_config_error(tmp_path: Path) -> None:
         pytest.param(
             "warmup_days = 20",
             "warmup_days = 20\nsymbol = 'x'",
-            r"unknown key\(s\) data\.symbol; valid keys of \[data\]: heldout_symbols, source, "
-            r"symbols, warmup_days",
+            r"unknown key\(s\) data\.symbol; valid keys of \[data\]: exclude, heldout_symbols, "
+            r"repair, repair_max_rows, source, symbols, warmup_days",
             id="unknown-data-key",
         ),
         pytest.param(
@@ -305,7 +305,13 @@ def test_taskset_over_csv_files(tmp_path: Path) -> None:
 def test_symbol_names() -> None:
     assert symbol_name("spy") == "SPY"
     assert symbol_name("bundled:spy") == "SPY"
-    assert symbol_name("csv:data/some/aapl.csv?symbol=x") == "AAPL"
+    assert symbol_name("csv:data/some/aapl.csv") == "AAPL"
+    # ?symbol= picks a long file's rows and names the asset; ?name= names it only
+    assert symbol_name("csv:data/some/stocks.csv?symbol=msft") == "MSFT"
+    assert symbol_name("csv:data/us/spy.us.txt?name=spy_stooq&symbol=spy") == "SPY_STOOQ"
+    # stooq's and Kaggle's spy.us.txt are both SPY, compressed or not
+    assert symbol_name("csv:data/us/spy.us.txt") == "SPY"
+    assert symbol_name("csv:data/us/brk-b.US.csv.gz?repair=drop") == "BRK-B"
     assert symbol_name("yfinance:^vix") == "^VIX"
 
 
