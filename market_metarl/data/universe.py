@@ -21,7 +21,8 @@ name (``SPY``, ``XL*``, case-insensitive), or, when it contains a ``/``, a glob 
 as expanded (``*/kaggle-huge-stock-market/ETFs/spy.us.txt``). An exclude entry that drops nothing
 is an error (a typo would silently keep an asset in training), and so are two assets with one
 name (say which to keep with ``exclude``, or name them apart with ``?name=``) and a held-out name
-that is also trained on.
+listed explicitly among the training symbols; a training glob or folder simply leaves out the
+held-out names it would expand to.
 
 With a ``drop`` repair policy, every csv source that does not set its own ``?repair=`` gets the
 policy's options (``?repair=drop&repair_max_rows=3``), so every layer that loads the source drops
@@ -126,15 +127,26 @@ def expand_universe(
 ) -> Universe:
     """Expand training and held-out symbols; ``exclude`` applies to both.
 
+    An asset that a training glob or directory expands to and whose name is held out is left out
+    of training (so ``symbols`` can name a whole folder and ``heldout_symbols`` a few of its files);
+    a held-out name listed explicitly in ``symbols`` is an error.
+
     Raises:
         DataError: A glob or directory with no data file.
         ConfigError: An exclude entry that drops nothing, two assets with one name, or a held-out
             name that is also trained on.
     """
     policy = repair or RepairPolicy()
-    train = [a for entry in symbols for a in _expand(source_of(entry, source), policy)]
     held = [a for entry in heldout for a in _expand(source_of(entry, source), policy)]
+    train, from_patterns = [], set()
+    for entry in symbols:
+        assets = _expand(source_of(entry, source), policy)
+        if _is_pattern(source_of(entry, source)):
+            from_patterns |= {a.source for a in assets}
+        train += assets
     train, held = _exclude(train, held, exclude)
+    held_names = {a.name for a in held}  # a glob or folder never trains a held-out name
+    train = [a for a in train if not (a.source in from_patterns and a.name in held_names)]
     _check_names(train, "data.symbols")
     _check_names(held, "data.heldout_symbols")
     trained = {a.name: a for a in train}
@@ -160,6 +172,15 @@ def _expand(spec: str, policy: RepairPolicy) -> list[Asset]:
     tail = "?" + "&".join(f"{k}={v}" for k, v in options) if options else ""
     specs = [f"csv:{path}{tail}" for path in _files(target.strip())]
     return [Asset(symbol_name(s), s) for s in specs]
+
+
+def _is_pattern(spec: str) -> bool:
+    """Whether a source spec is a csv glob or directory (expands to many files)."""
+    kind, _, rest = spec.partition(":")
+    target = rest.partition("?")[0].strip()
+    if kind.strip().lower() != "csv":
+        return False
+    return bool(_GLOB_CHARS & set(target)) or target.endswith(("/", "\\")) or Path(target).is_dir()
 
 
 def _files(target: str) -> list[str]:

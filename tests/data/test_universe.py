@@ -114,9 +114,13 @@ def test_a_file_listed_twice_is_an_error() -> None:
         expand_symbols([f"csv:{STOOQ}/", f"csv:{STOOQ}/spy.us.txt"])
 
 
-def test_heldout_name_also_trained_is_an_error_after_expansion() -> None:
+def test_a_training_glob_leaves_out_held_out_names_an_explicit_listing_is_an_error() -> None:
+    universe = expand_universe([f"csv:{STOOQ}/*.txt"], [f"csv:{KAGGLE}/spy.us.txt"])
+    assert names(universe.train) == ["AGG"] and names(universe.heldout) == ["SPY"]
     with pytest.raises(ConfigError, match=r"heldout_symbols \['SPY'\] also appear in data.symbols"):
-        expand_universe([f"csv:{STOOQ}/*.txt"], [f"csv:{KAGGLE}/spy.us.txt"])
+        expand_universe(
+            [f"csv:{STOOQ}/agg.us.txt", f"csv:{STOOQ}/spy.us.txt"], [f"csv:{KAGGLE}/spy.us.txt"]
+        )
 
 
 UNIVERSE_TOML = """
