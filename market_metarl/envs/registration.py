@@ -16,8 +16,6 @@ form is how a tool that only takes an env id reaches these envs.
 
 from __future__ import annotations
 
-from gymnasium.envs.registration import register, registry
-
 TRADING_ID = "market_metarl/Trading-v0"
 """One asset, one TaskSpec: :class:`~market_metarl.envs.trading_env.TradingEnv`."""
 
@@ -32,7 +30,13 @@ ENTRY_POINTS: dict[str, str] = {
 
 
 def register_envs() -> None:
-    """Register every id of :data:`ENTRY_POINTS` not yet in Gymnasium's registry (idempotent)."""
+    """Register every id of :data:`ENTRY_POINTS` not yet in Gymnasium's registry (idempotent).
+
+    Gymnasium is imported here, not at the top of this module, so the package can import this
+    module while Gymnasium itself is being imported (:mod:`market_metarl._gym_hook`).
+    """
+    from gymnasium.envs.registration import register, registry
+
     for env_id, entry_point in ENTRY_POINTS.items():
         if env_id not in registry:
             register(id=env_id, entry_point=entry_point)

@@ -63,6 +63,17 @@ def test_import_market_metarl_loads_no_gymnasium_and_registers_either_order() ->
     assert out.strip() == "True"
 
 
+def test_the_envs_package_imports_while_gymnasium_is_first_loaded() -> None:
+    # market_metarl.envs imports Gymnasium itself; the import hook fires in the middle of it
+    out = run_python(
+        "import market_metarl\n"
+        "import market_metarl.envs\n"
+        "import gymnasium as gym\n"
+        "print(sorted(i for i in gym.registry if i.startswith('market_metarl/')))\n"
+    )
+    assert out.strip() == "['market_metarl/Portfolio-v0', 'market_metarl/Trading-v0']"
+
+
 def test_module_prefixed_id_needs_no_import_of_the_package() -> None:
     out = run_python(
         "import sys\n"
