@@ -107,7 +107,7 @@ class ConstantLearner:
         self.opt.load_state_dict(state["opt"])
 
     def agent(self) -> ConstantAgent:
-        return ConstantAgent(float(self.bias))
+        return ConstantAgent(float(self.bias.detach()))
 
 
 def build(ctx: BuildContext) -> ConstantLearner:
