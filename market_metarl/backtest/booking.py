@@ -8,7 +8,7 @@ them both in backtrader (:mod:`~market_metarl.backtest.bridge`) and with the env
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,9 @@ from market_metarl.backtest.markets import (
     schedule,
 )
 from market_metarl.backtest.results import BacktestBook
+from market_metarl.backtest.settings import BacktestSettings
 from market_metarl.backtest.simulate import inv_adv_of, reconcile, simulate
-from market_metarl.backtest.strategies import UNDER_TEST, make_agent
+from market_metarl.backtest.strategies import UNDER_TEST, make_agent_with_info
 from market_metarl.envs.costs import CostModel
 from market_metarl.meta.run import TrainedRun
 
@@ -109,6 +110,7 @@ class Job:
     every: int
     model: CostModel
     cash: float
+    settings: BacktestSettings = field(default_factory=BacktestSettings)
 
 
 @dataclass(frozen=True)
@@ -119,17 +121,19 @@ class Piece:
         account: The book.
         zero_shot: Task returns of the same policy before adapting, on the same days (only for
             the strategy under test).
+        fit: What a fitted rule was fitted on (``hmm_switch``), else None.
     """
 
     account: BacktestBook
     zero_shot: list[np.ndarray] | None
+    fit: dict[str, Any] | None = None
 
 
 def backtest_piece(job: Job, unit: tuple[str, int, int]) -> Piece:
     """The piece function of a backtest: one ``(strategy, seed, market index)``, both books."""
     strategy, seed, m = unit
     market = job.markets[m]
-    agent = make_agent(job.run, strategy, seed, market)
+    agent, fit = make_agent_with_info(job.run, strategy, seed, market, job.settings)
     weights = schedule(agent, market, job.protocol, job.adapt_days, job.every)
     account = book(label_of(strategy, seed), strategy, seed, market, weights, job.model, job.cash)
     zero_shot = None
@@ -137,4 +141,4 @@ def backtest_piece(job: Job, unit: tuple[str, int, int]) -> Piece:
         pre = schedule(FrozenAgent(agent), market, job.protocol, job.adapt_days, job.every)
         booked = book("zero-shot", strategy, seed, market, pre, job.model, job.cash)
         zero_shot = booked.task_returns()
-    return Piece(account, zero_shot)
+    return Piece(account, zero_shot, fit)

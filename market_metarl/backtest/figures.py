@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from market_metarl.backtest.daily import asset_figures, paired_intervals
 from market_metarl.backtest.metrics import annual_return, max_drawdown, summary
 from market_metarl.backtest.results import Backtest
 from market_metarl.backtest.simulate import RECONCILE_TOLERANCE, reconcile
@@ -31,6 +32,11 @@ from market_metarl.types import TRADING_DAYS_PER_YEAR
 PPY = TRADING_DAYS_PER_YEAR
 RETURNS_NOTE = "simple daily returns of account equity on active days; risk-free rate 0"
 """The convention of every figure, as ``metrics.json`` states it."""
+RETURNS_CSV_NOTE = (
+    "returns.csv: date,strategy,symbol,return: the simple daily net return (after costs) of each "
+    "book on its active days; symbol 'portfolio' is the equal-weight portfolio of several assets "
+    "(the mean of their returns on the days all are active)"
+)
 
 
 def pooled(bt: Backtest, label: str) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +91,20 @@ def _deflated(bt: Backtest, labels: list[str]) -> dict[str, Any]:
     return deflated
 
 
-def statistics(bt: Backtest, n_boot: int, rng: np.random.Generator) -> dict[str, Any]:
-    """Per-strategy figures with intervals, P(adapted beats X), the deflated Sharpe ratio."""
+def statistics(
+    bt: Backtest, n_boot: int, rng: np.random.Generator, block_days: int = 20
+) -> dict[str, Any]:
+    """Figures with intervals, P(adapted beats X), deflated Sharpe, paired and per-asset figures.
+
+    Per-strategy figures with task-bootstrap intervals, P(adapted beats X), the deflated Sharpe
+    ratio, the paired block-bootstrap intervals over days, and per-asset and portfolio figures.
+
+    Random draws: the task intervals draw from ``rng`` strategy after strategy in registry order;
+    P(beats) and the paired intervals from two generators spawned from ``rng`` (spawning does not
+    advance its stream). So a strategy's numbers never depend on strategies later in the
+    registry, and a strategy added at the end of the registry changes no earlier one.
+    """
+    beats_rng, paired_rng = rng.spawn(2)
     labels = list(dict.fromkeys(a.label for a in bt.accounts))
     strategies = list(dict.fromkeys(a.strategy for a in bt.accounts))
     figures = {label: summary(*pooled(bt, label), PPY) for label in labels}
@@ -106,7 +124,9 @@ def statistics(bt: Backtest, n_boot: int, rng: np.random.Generator) -> dict[str,
         }
         scores[strategy] = task_sharpes(runs)
     p_beats = {
-        other: prob_beats(scores[UNDER_TEST], scores[other], rng, n_boot, strata=strata).as_dict()
+        other: prob_beats(
+            scores[UNDER_TEST], scores[other], beats_rng, n_boot, strata=strata
+        ).as_dict()
         for other in strategies
         if other != UNDER_TEST
     }
@@ -115,6 +135,8 @@ def statistics(bt: Backtest, n_boot: int, rng: np.random.Generator) -> dict[str,
         "intervals": intervals,
         "p_beats": p_beats,
         "deflated": _deflated(bt, labels),
+        "paired": paired_intervals(bt, block_days, n_boot, paired_rng),
+        "assets": asset_figures(bt),
     }
 
 

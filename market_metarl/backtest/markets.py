@@ -1,7 +1,7 @@
 """The markets a backtest trades under its two protocols, and their target-weight schedules.
 
 - ``regime`` (research): for each held-out test task of the run's config, or each regime sliced
-  from a user's ``--data`` source, adapt on its first K days and trade the next H days. The regime
+  from each of a user's ``--data`` sources, adapt on its first K days and trade the next H days. The regime
   boundaries are known in hindsight; reports say so.
 - ``rolling`` (deployable): walk forward; every R days adapt on the last K days and trade the next
   R. Nothing is known in hindsight. This is what paper trading replays.
@@ -17,11 +17,15 @@ A :class:`Market` is one symbol's bars and view with its :class:`Segment` s (a t
 block): the agent adapts at the close of ``adapt_row`` and its decisions on rows
 ``adapt_row .. stop_row - 1`` are traded; on every other row the target is flat. One account per
 symbol and strategy trades the whole schedule, so consecutive tasks share one equity curve.
+
+``--data`` may name several sources, comma-separated (``bundled:SPY,bundled:QQQ,csv:x.csv``, as
+:func:`data_sources` reads it): one market per source, in the order given.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -118,6 +122,34 @@ class FrozenAgent:
         return self.inner.task_state()
 
 
+DataSpec = str | Sequence[str] | None
+"""The sources a backtest trades: one spec, several (a sequence, or one comma-separated string), or
+None for the run's own held-out test tasks."""
+
+
+def data_sources(data: DataSpec) -> list[str] | None:
+    """The source specs of ``data``, in order (None for the run's test tasks).
+
+    Raises:
+        ConfigError: No source given (an empty string or list).
+        DataError: Two sources share a symbol name (their results could not be told apart).
+    """
+    if data is None:
+        return None
+    specs = [data] if isinstance(data, str) else list(data)
+    sources = [p.strip() for spec in specs for p in spec.split(",") if p.strip()]
+    if not sources:
+        raise ConfigError(f"--data names no source ({data!r}); write e.g. bundled:SPY,bundled:QQQ")
+    symbols = [symbol_name(s) for s in sources]
+    twice = sorted({s for s in symbols if symbols.count(s) > 1})
+    if twice:
+        raise DataError(
+            f"--data: several sources are named {', '.join(twice)}; give each source its own "
+            "symbol (e.g. rename a CSV file)"
+        )
+    return sources
+
+
 def _stamp(when: dt.date | str | None) -> pd.Timestamp | None:
     if when is None:
         return None
@@ -162,17 +194,18 @@ def _check_window(start: pd.Timestamp | None, view: MarketView, symbol: str) -> 
 
 def rolling_markets(
     run: TrainedRun,
-    data: str | None,
+    data: DataSpec,
     k_days: int,
     every: int,
     start: dt.date | str | None = None,
     end: dt.date | str | None = None,
 ) -> list[Market]:
-    """Markets of the rolling protocol: ``data``, or each test symbol over the test split."""
+    """Markets of the rolling protocol: each source of ``data``, or each test symbol (test split)."""
     if every < 1:
         raise ConfigError(f"--every must be >= 1 day, got {every}")
     lo, hi = _stamp(start), _stamp(end)
-    if data is None:
+    given = data_sources(data)
+    if given is None:
         test_lo, test_hi = run.tasks.splits.windows()["test"]
         lo = lo or pd.Timestamp(test_lo)
         hi = hi or pd.Timestamp(test_hi)
@@ -180,7 +213,7 @@ def rolling_markets(
         if not sources:
             raise DataError("the run's config has no test tasks; pass --data SOURCE")
     else:
-        sources = [data]
+        sources = given
     markets = []
     for source in sources:
         symbol = symbol_name(source)
@@ -252,7 +285,7 @@ def regime_spans(
 
 def regime_markets(
     run: TrainedRun,
-    data: str | None,
+    data: DataSpec,
     k_days: int,
     horizon: int,
     start: dt.date | str | None = None,
@@ -263,7 +296,8 @@ def regime_markets(
 
     Args:
         run: The trained run.
-        data: A source spec, or None for the run's own held-out test tasks.
+        data: Source specs (see :func:`data_sources`), or None for the run's own held-out test
+            tasks.
         k_days: Support days K.
         horizon: Query days H (at most; a task ending sooner is traded to its end).
         start: Only tasks starting on or after this date.
@@ -272,8 +306,9 @@ def regime_markets(
             later bars cannot move the boundaries).
     """
     lo, hi = _stamp(start), _stamp(end)
+    given = data_sources(data)
     by_source: dict[str, list[tuple[pd.Timestamp, pd.Timestamp, str]]] = {}
-    if data is None:
+    if given is None:
         for task in run.test_tasks():
             first, last = pd.Timestamp(task.start), pd.Timestamp(task.end)
             if (lo is None or first >= lo) and (hi is None or last <= hi):
@@ -283,14 +318,14 @@ def regime_markets(
                 "no test task of the run falls inside --start/--end; widen the dates or pass --data"
             )
     else:
-        by_source[data] = []
+        by_source = {source: [] for source in given}
     markets = []
     for source, task_spans in by_source.items():
         symbol = symbol_name(source)
         bars = _clip_bars(load_bars(source), source, hi)
         view = _view(run, bars, symbol, k_days)
         _check_window(lo, view, symbol)
-        if data is not None:
+        if given is not None:
             task_spans = (spans or {}).get(symbol) or regime_spans(run, bars, symbol, lo)
         segments = _regime_segments(
             view, earning_days(view, bars), symbol, task_spans, k_days, horizon

@@ -1,4 +1,4 @@
-"""A backtest's output folder: ``metrics.json``, ``positions.csv``, the report and its PNGs.
+"""A backtest's output folder: ``metrics.json``, ``positions.csv``, ``returns.csv``, the report.
 
 Everything is written into a temporary sibling folder that is swapped in for ``--out`` only once
 it is complete (:func:`swap_in`, the directory counterpart of :func:`market_metarl.fileio.atomic_write`),
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from market_metarl.backtest.daily import returns_frame
 from market_metarl.backtest.results import Backtest
 from market_metarl.types import ConfigError
 
@@ -82,7 +83,7 @@ def swap_in(tmp: Path, out: Path) -> None:
 
 
 def write_outputs(out: Path, doc: dict[str, Any], bt: Backtest) -> Path:
-    """Write ``metrics.json`` (``doc``), ``positions.csv`` and the report, then swap them in.
+    """Write ``metrics.json`` (``doc``), ``positions.csv``, ``returns.csv``, the report; swap in.
 
     Args:
         out: The output folder (created or replaced).
@@ -101,6 +102,7 @@ def write_outputs(out: Path, doc: dict[str, Any], bt: Backtest) -> Path:
     try:
         (tmp / "metrics.json").write_text(json.dumps(json_safe(doc), indent=2) + "\n")
         positions_frame(bt).to_csv(tmp / "positions.csv", index=False, float_format="%.12g")
+        returns_frame(bt).to_csv(tmp / "returns.csv", index=False, float_format="%.12g")
         write_report(tmp, doc, bt)
         swap_in(tmp, out)
     except BaseException:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from market_metarl.backtest.daily import portfolio
 from market_metarl.backtest.metrics import drawdowns
 from market_metarl.backtest.results import Backtest
 from market_metarl.backtest.strategies import STRATEGIES, UNDER_TEST
@@ -33,8 +34,9 @@ def _plt() -> Any:
 def _curves(bt: Backtest) -> tuple[Any, dict[str, np.ndarray], list[tuple[int, int, str]]]:
     """The x values, growth of 1 per strategy (seed 0) and shaded spans ``(x0, x1, label)``.
 
-    One market: x is the date and equity is the account's. Several: x counts active days, the
-    markets' active days pooled in order.
+    One market: x is the date and equity is the account's. Several: the equal-weight
+    portfolio's growth on the assets' common days (x: the dates; no spans), or, when they share
+    fewer than two days, x counts active days, the markets' active days pooled in order.
     """
     labels = [a.label for a in bt.accounts if a.seed == 0]
     labels = list(dict.fromkeys(labels))
@@ -50,12 +52,21 @@ def _curves(bt: Backtest) -> tuple[Any, dict[str, np.ndarray], list[tuple[int, i
             a, b = x.searchsorted(days[0]) - 1, x.searchsorted(days[-1])
             spans.append((int(a), int(b), seg.label))
         return x, curves, spans
+    port = portfolio(bt)
+    if len(port[labels[0]][0]) >= 2:
+        rets = {label: port[label][0] for label in labels}
+        dates = pd.DatetimeIndex(rets[labels[0]].index)
+        x = dates.insert(0, dates[0] - pd.Timedelta(days=1))
+        growth = {
+            k: np.concatenate([[1.0], np.cumprod(1.0 + r.to_numpy())]) for k, r in rets.items()
+        }
+        return x, growth, spans
     curves = {}
     for label in labels:
-        rets = np.concatenate(
+        pooled = np.concatenate(
             [acc.returns().loc[acc.active].to_numpy() for acc in bt.accounts if acc.label == label]
         )
-        curves[label] = np.concatenate([[1.0], np.cumprod(1.0 + rets)])
+        curves[label] = np.concatenate([[1.0], np.cumprod(1.0 + pooled)])
     pos = 0
     first_acc = [a for a in bt.accounts if a.label == labels[0]]
     for acc in first_acc:
@@ -75,38 +86,69 @@ def _shade(axes: Sequence[Any], x: Any, spans: list[tuple[int, int, str]]) -> di
     return colors
 
 
-def plot_equity(bt: Backtest, path: Path, order: Sequence[str]) -> Path:
-    """Equity (growth of 1) of every strategy with regimes shaded, and their drawdowns below."""
-    plt = _plt()
+def _draw_curves(
+    ax: Any, ax_dd: Any, x: Any, curves: dict[str, np.ndarray], order: Sequence[str]
+) -> None:
+    """The emphasised strategies bold and in front, the others thin and faded behind them."""
+    drawn = [label for label in order if label in curves]
+    bold = [k for k in drawn if STRATEGIES[k.split("/")[0]].emphasis and "/" not in k]
+    for label in [k for k in drawn if k not in bold] + bold:
+        y = curves[label]
+        strong = label in bold
+        width = (2.4 if label == UNDER_TEST else 1.6) if strong else 0.8
+        style = {"color": STRATEGIES[label.split("/")[0]].color, "alpha": 1.0 if strong else 0.45}
+        ax.plot(x, y, lw=width, label=label, zorder=3 if strong else 2, **style)
+        dd = np.concatenate([[0.0], drawdowns(y[1:] / y[:-1] - 1.0)])
+        ax_dd.plot(x, dd, lw=width * 0.7, zorder=3 if strong else 2, **style)
+
+
+def _legend(ax: Any, colors: dict[str, str], order: Sequence[str]) -> None:
+    """Emphasised strategies first, then the others, then the regime shades."""
     from matplotlib.patches import Patch
 
+    handles, names = ax.get_legend_handles_labels()
+    by_name = dict(zip(names, handles, strict=True))
+    bold = [k for k in order if k in by_name and STRATEGIES[k.split("/")[0]].emphasis]
+    rest = [k for k in order if k in by_name and k not in bold]
+    chosen = [by_name[k] for k in bold + rest]
+    chosen += [Patch(facecolor=c, alpha=0.35, label=k) for k, c in colors.items()]
+    ax.legend(handles=chosen, loc="upper left", ncol=6, fontsize=8, framealpha=0.9)
+
+
+def plot_equity(bt: Backtest, path: Path, order: Sequence[str]) -> Path:
+    """Equity (growth of 1) of every strategy with regimes shaded, and their drawdowns below.
+
+    The strategies a reader compares first (:attr:`Strategy.emphasis`: adapted, zeroshot,
+    pooled, buy-and-hold, vol_target) are bold; the others thin and faded.
+    """
+    plt = _plt()
     x, curves, spans = _curves(bt)
     fig, (ax, ax_dd) = plt.subplots(
         2, 1, figsize=(12, 6.5), dpi=110, sharex=True, height_ratios=(3, 1.4)
     )
     try:
         colors = _shade([ax, ax_dd], x, spans) if bt.protocol == "regime" else {}
-        for label in order:
-            if label not in curves:
-                continue
-            y = curves[label]
-            width = 2.0 if label == UNDER_TEST else 1.0
-            color = STRATEGIES[label.split("/")[0]].color
-            ax.plot(x, y, lw=width, color=color, label=label)
-            dd = np.concatenate([[0.0], drawdowns(y[1:] / y[:-1] - 1.0)])
-            ax_dd.plot(x, dd, lw=width * 0.8, color=color)
-        ax.set_ylabel("growth of 1")
+        _draw_curves(ax, ax_dd, x, curves, order)
+        ax.set_ylabel("growth of 1 (log scale)")
         ax.set_yscale("log")
+        plain = plt.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
         ax.grid(True, alpha=0.3)
-        handles, _ = ax.get_legend_handles_labels()
-        handles += [Patch(facecolor=c, alpha=0.35, label=k) for k, c in colors.items()]
-        ax.legend(handles=handles, loc="upper left", ncol=4, fontsize=8, framealpha=0.9)
-        where = "tasks' trading days, pooled" if len(bt.markets) > 1 else bt.markets[0].symbol
+        _legend(ax, colors, order)
+        several = len(bt.markets) > 1
+        where = bt.markets[0].symbol
+        if several:
+            where = (
+                "equal-weight portfolio of " + ", ".join(m.symbol for m in bt.markets)
+                if isinstance(x, pd.DatetimeIndex)
+                else "tasks' trading days, pooled"
+            )
         ax.set_title(f"Equity by strategy ({bt.protocol} protocol, {where})", loc="left")
         ax_dd.set_ylabel("drawdown")
         ax_dd.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0, decimals=0))
         ax_dd.grid(True, alpha=0.3)
-        if len(bt.markets) > 1:
+        if several and not isinstance(x, pd.DatetimeIndex):
             ax_dd.set_xlabel("trading day (active days of every task, symbol by symbol)")
         ax.margins(x=0)
         fig.tight_layout()

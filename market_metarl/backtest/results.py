@@ -12,7 +12,7 @@ pooled in symbol order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,7 @@ class Backtest:
         costs: The run's cost settings.
         native: backtrader's native ``order_target_percent`` on the first book, against the env.
         native_equity: Its equity.
+        fits: Per fitted rule (``hmm_switch``) and symbol, what it was fitted on.
     """
 
     protocol: Protocol
@@ -95,3 +96,4 @@ class Backtest:
     costs: dict[str, float]
     native: dict[str, Any]
     native_equity: pd.Series
+    fits: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -1,31 +1,97 @@
-"""Simple rule baselines as :class:`~market_metarl.meta.agents.Agent` s: momentum and mean reversion.
+"""Rule baselines as :class:`~market_metarl.meta.agents.Agent` s: a registry of weight functions.
 
-They read the bars, not the observation, through :class:`TrailingReturn`, a causal helper: the
-signal of decision day ``t`` is ``close[t] / close[t - lookback] - 1``, computed from bars dated
-``<= t`` only. An agent learns which decision day it is at when it adapts: the protocols adapt on
-``episode.window(day - k + 1, day)`` of the market view, a slice of the view's own price tensor,
-so the slice's position in that tensor is the day (checked against the prices, so a window from
-anywhere else is an error, never a silent misalignment). Each ``act`` then moves one day on.
+Each rule maps the market's closes to a target weight per day (:data:`RULES`), causally: the
+weight of decision day ``t`` reads bars dated ``<= t`` only. An agent learns which decision day it
+is at when it adapts: the protocols adapt on ``episode.window(day - k + 1, day)`` of the market
+view, a slice of the view's own price tensor, so the slice's position in that tensor is the day
+(checked against the prices, so a window from anywhere else is an error, never a silent
+misalignment). Each ``act`` then moves one day on.
 
-- ``momentum``: ``sign`` of the trailing 20-day return;
-- ``mean_reversion``: minus the ``sign`` of the trailing 5-day return.
+- ``momentum``: ``sign`` of the trailing 20-day return (:class:`TrailingReturn`);
+- ``mean_reversion``: minus the ``sign`` of the trailing 5-day return;
+- ``vol_target``, ``tsmom``, ``macd``: :mod:`~market_metarl.backtest.baselines`, with the
+  ``[backtest]`` table's target and window (:class:`~market_metarl.backtest.settings.BacktestSettings`);
+- ``hmm_switch``: :mod:`~market_metarl.backtest.regime_switch`, its HMM fitted by
+  :func:`switch_hmm` on bars up to the end of the run's training split.
 
-Weights are ``+-1`` (0 on a zero return or without enough history), limited to ``[0, 1]`` when the
-env is long-only and to ``max_leverage``.
+Weights are limited to ``[0, max_leverage]`` when the env is long-only and to
+``[-max_leverage, max_leverage]`` otherwise (0 without enough history).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from market_metarl.backtest.baselines import macd_weights, tsmom_weights, vol_target_weights
+from market_metarl.backtest.regime_switch import ReturnHMM, fit_return_hmm, hmm_switch_from
+from market_metarl.backtest.settings import BacktestSettings
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.protocol import MarketView
-from market_metarl.types import RunError
+from market_metarl.types import DataError, RunError
 
-RULES: dict[str, tuple[int, float]] = {"momentum": (20, 1.0), "mean_reversion": (5, -1.0)}
-"""Rule name -> (lookback in days, sign applied to the trailing return's sign)."""
+if TYPE_CHECKING:
+    from market_metarl.meta.run import TrainedRun
+
+
+@dataclass(frozen=True)
+class RuleInputs:
+    """What a rule reads besides the closes.
+
+    Attributes:
+        settings: The ``[backtest]`` table.
+        long_only: The account cannot be short.
+        max_leverage: Largest absolute weight.
+        hmm: The fitted HMM of ``hmm_switch`` (None for the other rules).
+    """
+
+    settings: BacktestSettings = field(default_factory=BacktestSettings)
+    long_only: bool = False
+    max_leverage: float = 1.0
+    hmm: ReturnHMM | None = None
+
+
+def trailing_return(close: pd.Series, lookback: int) -> pd.Series:
+    """``close[t] / close[t - lookback] - 1`` (0 without ``lookback`` days of history)."""
+    close = close.astype("float64")
+    return (close / close.shift(lookback) - 1.0).fillna(0.0)
+
+
+def _hmm_switch(close: pd.Series, x: RuleInputs) -> pd.Series:
+    if x.hmm is None:
+        raise RunError("hmm_switch needs its fitted HMM (see rules.switch_hmm)")
+    s = x.settings
+    return hmm_switch_from(close, x.hmm, s.vol_target, s.vol_window, x.max_leverage)
+
+
+Rule = Callable[[pd.Series, RuleInputs], pd.Series]
+
+RULES: dict[str, Rule] = {
+    "momentum": lambda c, x: np.sign(trailing_return(c, 20)),
+    "mean_reversion": lambda c, x: -1.0 * np.sign(trailing_return(c, 5)),
+    "vol_target": lambda c, x: vol_target_weights(
+        c, x.settings.vol_target, x.settings.vol_window, x.max_leverage
+    ),
+    "tsmom": lambda c, x: tsmom_weights(
+        c,
+        x.settings.vol_target,
+        x.settings.vol_window,
+        x.max_leverage,
+        x.long_only,
+        x.settings.tsmom_lookback,
+        x.settings.tsmom_skip,
+    ),
+    "macd": lambda c, x: macd_weights(
+        c, x.settings.vol_target, x.settings.vol_window, x.max_leverage, x.long_only
+    ),
+    "hmm_switch": _hmm_switch,
+}
+"""Rule name -> its weight per day from the closes (before the account's limits)."""
 
 
 class TrailingReturn:
@@ -39,8 +105,7 @@ class TrailingReturn:
 
     def __init__(self, bars: pd.DataFrame, view: MarketView, lookback: int) -> None:
         """Compute the trailing return of every decision day of ``view``."""
-        close = bars["close"].astype("float64")
-        trailing = close / close.shift(lookback) - 1.0
+        trailing = trailing_return(bars["close"], lookback)
         self.values = trailing.reindex(view.dates).fillna(0.0).to_numpy()
 
     def at(self, day: int) -> float:
@@ -49,14 +114,15 @@ class TrailingReturn:
 
 
 class RuleAgent:
-    """A fixed rule on a trailing return; ``adapt`` only locates the decision day.
+    """A fixed rule on the bars; ``adapt`` only locates the decision day.
 
     Args:
-        name: ``momentum`` or ``mean_reversion`` (see :data:`RULES`).
-        bars: Bars of the view.
+        name: A rule of :data:`RULES`.
+        bars: Bars of the view (history before the view's first day is read).
         view: The market view the protocol runs on.
         long_only: Clip weights to ``[0, max_leverage]``.
         max_leverage: Largest absolute weight.
+        inputs: Settings and fitted pieces of the rule (defaults: the ``[backtest]`` defaults).
     """
 
     def __init__(
@@ -66,16 +132,19 @@ class RuleAgent:
         view: MarketView,
         long_only: bool = False,
         max_leverage: float = 1.0,
+        inputs: RuleInputs | None = None,
     ) -> None:
-        """Build the rule ``name`` on the market view's decision days."""
+        """Compute the rule ``name``'s weight on every decision day of ``view``."""
         if name not in RULES:
             raise RunError(f"unknown rule {name!r}; valid: {', '.join(RULES)}")
-        lookback, self.sign = RULES[name]
         self.name = name
-        self.signal = TrailingReturn(bars, view, lookback)
-        self.closes = view.episode.closes
+        x = inputs or RuleInputs()
+        x = RuleInputs(x.settings, long_only, max_leverage, x.hmm)
+        raw = RULES[name](bars["close"], x).reindex(view.dates).fillna(0.0).to_numpy()
         self.low = 0.0 if long_only else -max_leverage
         self.high = max_leverage
+        self.weights = [min(max(float(w), self.low), self.high) for w in raw]
+        self.closes = view.episode.closes
         self.day = -1
 
     def init(self) -> None:
@@ -103,10 +172,49 @@ class RuleAgent:
         """The rule's weight on the current decision day; then move one day on."""
         if self.day < 0:
             raise RunError(f"{self.name}: call adapt() before act(); it locates the decision day")
-        weight = self.sign * float(np.sign(self.signal.at(self.day)))
+        weight = self.weights[self.day]
         self.day += 1
-        return np.array([min(max(weight, self.low), self.high)])
+        return np.array([weight])
 
     def task_state(self) -> dict[str, np.ndarray]:
         """Nothing adapts: a rule only locates the decision day."""
         return {}
+
+
+def switch_hmm(
+    run: TrainedRun, bars: pd.DataFrame, symbol: str, settings: BacktestSettings
+) -> tuple[ReturnHMM, dict[str, Any]]:
+    """The HMM of ``hmm_switch`` for one market, fitted on training data only.
+
+    Fitted on the market's own closes dated up to the end of the run's training split when they
+    hold at least ``settings.hmm_min_fit_days`` returns; otherwise (an asset listed later, or a
+    series that starts after the split) on the closes of the run's training symbols up to the
+    same date, one sequence each.
+
+    Returns:
+        The model and a record of what it was fitted on (for ``metrics.json``).
+
+    Raises:
+        DataError: Neither holds enough returns.
+    """
+    from market_metarl.data.sources import load_bars
+
+    fit_end = run.tasks.splits.windows()["train"][1]
+    cut = pd.Timestamp(fit_end)
+    own = bars["close"].loc[bars.index <= cut]
+    fit_on, closes = [symbol], [own]
+    if len(own) - 1 < settings.hmm_min_fit_days:
+        sources = list(dict.fromkeys(t.source for t in run.tasks.split("train")))
+        fit_on = sources
+        closes = [c.loc[c.index <= cut] for c in (load_bars(s)["close"] for s in sources)]
+    try:
+        hmm = fit_return_hmm(
+            closes, settings.hmm_seed, settings.hmm_iterations, settings.hmm_min_fit_days
+        )
+    except DataError as exc:
+        raise DataError(
+            f"{symbol}: hmm_switch is fitted on bars up to the end of the training split "
+            f"({fit_end}); {exc}"
+        ) from None
+    info = {"fit_end": fit_end.isoformat(), "fit_on": fit_on, **hmm.as_dict()}
+    return hmm, info

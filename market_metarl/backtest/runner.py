@@ -4,9 +4,11 @@ Phases: open the run and build the markets (:mod:`~market_metarl.backtest.market
 strategy's target weights (per seed for seeded strategies) and book them in backtrader and with
 the env simulator, one independent piece per strategy, seed and market
 (:mod:`~market_metarl.backtest.booking`); compute metrics and statistics
-(:mod:`~market_metarl.backtest.figures`); write ``metrics.json``, ``positions.csv``, the PNGs and
-``report.html`` (:mod:`~market_metarl.backtest.outputs`), swapped into ``out_dir`` only when
-everything is written. The strategies come from one registry
+(:mod:`~market_metarl.backtest.figures`, :mod:`~market_metarl.backtest.daily`); write
+``metrics.json``, ``positions.csv``, ``returns.csv``, the PNGs and ``report.html``
+(:mod:`~market_metarl.backtest.outputs`), swapped into ``out_dir`` only when everything is
+written. The baselines' settings come from the run's ``[backtest]`` table
+(:mod:`~market_metarl.backtest.settings`). The strategies come from one registry
 (:mod:`~market_metarl.backtest.strategies`); the records from
 :mod:`~market_metarl.backtest.results`.
 """
@@ -15,24 +17,33 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from market_metarl.backtest.booking import Job, Piece, backtest_piece, native_check
-from market_metarl.backtest.figures import PPY, RETURNS_NOTE, reconciliation, statistics
+from market_metarl.backtest.figures import (
+    PPY,
+    RETURNS_CSV_NOTE,
+    RETURNS_NOTE,
+    reconciliation,
+    statistics,
+)
 from market_metarl.backtest.markets import (
     HINDSIGHT_NOTE,
     PROTOCOLS,
+    DataSpec,
     Market,
     Protocol,
+    data_sources,
     regime_markets,
     rolling_markets,
 )
 from market_metarl.backtest.outputs import check_out, write_outputs
 from market_metarl.backtest.results import Backtest, BacktestBook
+from market_metarl.backtest.settings import BacktestSettings, backtest_settings
 from market_metarl.backtest.strategies import (
     check_strategies,
     load_learned,
@@ -53,7 +64,7 @@ def _check_protocol(protocol: str) -> None:
 
 def _markets(
     run: TrainedRun,
-    data: str | None,
+    data: DataSpec,
     protocol: Protocol,
     k: int,
     every: int,
@@ -82,9 +93,25 @@ def _run_pieces(
     return [p for p in pieces if p is not None]
 
 
+def _assemble(
+    units: list[tuple[str, int, int]], pieces: list[Piece], markets: list[Market]
+) -> tuple[list[BacktestBook], dict[str, list[np.ndarray]], dict[str, dict[str, Any]]]:
+    """The books, the zero-shot task returns by symbol and the rules' fits, in ``units`` order."""
+    accounts: list[BacktestBook] = []
+    zero_shot: dict[str, list[np.ndarray]] = {}
+    fits: dict[str, dict[str, Any]] = {}
+    for (name, _, m), piece in zip(units, pieces, strict=True):
+        accounts.append(replace(piece.account, market=markets[m]))  # one copy of each market
+        if piece.zero_shot is not None:
+            zero_shot.setdefault(markets[m].symbol, []).extend(piece.zero_shot)
+        if piece.fit is not None:
+            fits.setdefault(name, {})[markets[m].symbol] = piece.fit
+    return accounts, zero_shot, fits
+
+
 def compute(
     run: TrainedRun,
-    data: str | None,
+    data: DataSpec,
     protocol: Protocol,
     adapt_days: int | None = None,
     every: int = 20,
@@ -94,12 +121,14 @@ def compute(
     strategies: Sequence[str] | None = None,
     progress: bool = False,
     backend: Backend | None = None,
+    settings: BacktestSettings | None = None,
 ) -> Backtest:
     """Run every strategy through the protocol and both books (no files written).
 
     Each ``(strategy, seed, market)`` is an independent piece run by ``backend`` (default:
     in this process); results are assembled in the same order whatever backend ran them.
-    ``strategies`` defaults to every strategy of the registry and must include ``adapted``.
+    ``strategies`` defaults to every strategy of the registry and must include ``adapted``;
+    ``settings`` to the run's ``[backtest]`` table.
     """
     _check_protocol(protocol)
     if run.n_assets != 1:
@@ -108,6 +137,7 @@ def compute(
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     k = adapt_days if adapt_days is not None else run.adapt_days
+    settings = settings or backtest_settings(run.section("backtest"))
     markets = _markets(run, data, protocol, k, every, start, end)
     model = CostModel.from_spec(run.costs, PPY)
     cash = run.env_spec.initial_cash
@@ -115,13 +145,10 @@ def compute(
         (s, seed, m) for s in names for seed in seeds_of(s, seeds) for m in range(len(markets))
     ]
     load_learned(run, names)  # every checkpoint read before the progress bar starts
-    job = Job(run, markets, protocol, k, every, model, cash)
-    accounts: list[BacktestBook] = []
-    zero_shot: dict[str, list[np.ndarray]] = {}
-    for (_, _, m), piece in zip(units, _run_pieces(job, units, progress, backend), strict=True):
-        accounts.append(replace(piece.account, market=markets[m]))  # one copy of each market
-        if piece.zero_shot is not None:
-            zero_shot.setdefault(markets[m].symbol, []).extend(piece.zero_shot)
+    job = Job(run, markets, protocol, k, every, model, cash, settings)
+    accounts, zero_shot, fits = _assemble(
+        units, _run_pieces(job, units, progress, backend), markets
+    )
     native, native_equity = native_check(accounts[0], model, cash)
     costs = {f: float(getattr(run.costs, f)) for f in run.costs.__dataclass_fields__}
     return Backtest(
@@ -136,17 +163,24 @@ def compute(
         costs,
         native,
         native_equity,
+        fits,
     )
 
 
 def _metrics_doc(
-    run: TrainedRun, run_dir: str | Path, data_spec: str | None, bt: Backtest, stats: dict[str, Any]
+    run: TrainedRun,
+    run_dir: str | Path,
+    data_spec: DataSpec,
+    bt: Backtest,
+    stats: dict[str, Any],
+    settings: BacktestSettings,
 ) -> dict[str, Any]:
     """The content of ``metrics.json``."""
+    sources = data_sources(data_spec)
     return {
         "run": str(run_dir),
         "algo": run.algo,
-        "data": data_spec or "run test tasks",
+        "data": ",".join(sources) if sources else "run test tasks",
         "protocol": bt.protocol,
         "adapt_days": bt.adapt_days,
         "horizon": bt.horizon if bt.protocol == "regime" else None,
@@ -164,12 +198,17 @@ def _metrics_doc(
         "p_beats": stats["p_beats"],
         "deflated_sharpe": stats["deflated"],
         "reconciliation": reconciliation(bt),
+        "paired_intervals": stats["paired"],
+        **stats["assets"],
+        "backtest_settings": asdict(settings),
+        "fits": bt.fits,
+        "returns_csv": RETURNS_CSV_NOTE,
     }
 
 
 def run_backtest(
     run_dir: str | Path,
-    data_spec: str | None,
+    data_spec: DataSpec,
     protocol: str = "regime",
     adapt_days: int | None = None,
     start: dt.date | str | None = None,
@@ -181,13 +220,14 @@ def run_backtest(
     bootstrap_seed: int = 0,
     progress: bool = False,
     backend: Backend | None = None,
+    settings: BacktestSettings | None = None,
 ) -> Path:
     """Backtest a trained run and write its results (see the module docstring).
 
     Args:
         run_dir: The trained run (``runs/NAME``).
-        data_spec: Source of the bars traded (``bundled:GOOG``, ``csv:FILE``...), or None for the
-            run's own held-out test tasks.
+        data_spec: Source(s) of the bars traded (``bundled:GOOG``, ``csv:FILE``...; several as a
+            list or one comma-separated string), or None for the run's own held-out test tasks.
         protocol: ``regime`` or ``rolling``.
         adapt_days: K (default: the run's ``train.adapt_days``).
         start: First date traded.
@@ -199,6 +239,8 @@ def run_backtest(
         bootstrap_seed: Seed of the bootstrap's generator.
         progress: Show a progress bar.
         backend: Where the strategy x seed x market pieces run (default: this process).
+        settings: The baselines' and paired bootstrap's settings (default: the run's
+            ``[backtest]`` table).
 
     Returns:
         The output folder.
@@ -207,6 +249,7 @@ def run_backtest(
     check_out(out)
     _check_protocol(protocol)
     run = TrainedRun.open(run_dir)
+    settings = settings or backtest_settings(run.section("backtest"))
     bt = compute(
         run,
         data_spec,
@@ -218,6 +261,8 @@ def run_backtest(
         seeds,
         progress=progress,
         backend=backend,
+        settings=settings,
     )
-    stats = statistics(bt, n_boot, np.random.default_rng(bootstrap_seed))
-    return write_outputs(out, _metrics_doc(run, run_dir, data_spec, bt, stats), bt)
+    stats = statistics(bt, n_boot, np.random.default_rng(bootstrap_seed), settings.block_days)
+    doc = _metrics_doc(run, run_dir, data_spec, bt, stats, settings)
+    return write_outputs(out, doc, bt)

@@ -19,7 +19,10 @@ def register(sub: SubParsers) -> None:
     p = sub.add_parser("backtest", help="backtest a trained run against baselines in backtrader")
     p.add_argument("--run", required=True, help="trained run directory, e.g. runs/default")
     p.add_argument(
-        "--data", help="source traded (bundled:GOOG, csv:FILE...); default: the run's test tasks"
+        "--data",
+        help="source(s) traded, comma-separated (bundled:GOOG or bundled:SPY,bundled:QQQ,"
+        "csv:FILE); several are reported per asset and as an equal-weight portfolio; "
+        "default: the run's test tasks",
     )
     p.add_argument("--protocol", choices=["regime", "rolling"], default="regime")
     p.add_argument("--adapt-days", type=int, help="K support days (default: [train] adapt_days)")

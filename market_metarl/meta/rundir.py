@@ -158,8 +158,9 @@ def resolved_config(exp: Experiment, learners: Sequence[str]) -> dict[str, Any]:
         "env": env,
         "train": train_table(exp.train, learners),
     }
-    if "paper" in exp.config:
-        cfg["paper"] = exp.config["paper"]
+    for free in ("backtest", "paper"):  # tables read by later layers, kept as written
+        if free in exp.config:
+            cfg[free] = exp.config[free]
     return cfg
 
 

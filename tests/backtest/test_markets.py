@@ -16,12 +16,25 @@ from market_metarl.backtest.markets import (
     schedule,
 )
 from market_metarl.backtest.rules import RuleAgent, TrailingReturn
-from market_metarl.backtest.strategies import make_agent
+from market_metarl.backtest.strategies import make_agent, make_agent_with_info
+from market_metarl.data.sources import load_bars
 from market_metarl.meta.protocol import rolling_blocks
 from market_metarl.meta.run import TrainedRun
 from market_metarl.types import DataError, RunError
 
-STRATEGIES = ("adapted", "pooled", "finetune", "scratch", "momentum", "mean_reversion")
+STRATEGIES = (
+    "adapted",
+    "pooled",
+    "finetune",
+    "scratch",
+    "momentum",
+    "mean_reversion",
+    "zeroshot",
+    "vol_target",
+    "tsmom",
+    "macd",
+)
+RULES_AFTER_TRAINING = ("vol_target", "tsmom", "macd", "hmm_switch", "momentum", "zeroshot")
 
 
 def _altered(bars: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
@@ -34,9 +47,11 @@ def _altered(bars: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
     return out
 
 
-def _positions(run: TrainedRun, markets, protocol: str, k: int, every: int) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def _positions(  # type: ignore[no-untyped-def]
+    run: TrainedRun, markets, protocol: str, k: int, every: int, names=STRATEGIES
+) -> pd.DataFrame:
     m = markets[0]
-    cols = {s: schedule(make_agent(run, s, 0, m), m, protocol, k, every) for s in STRATEGIES}  # type: ignore[arg-type]
+    cols = {s: schedule(make_agent(run, s, 0, m), m, protocol, k, every) for s in names}  # type: ignore[arg-type]
     return pd.DataFrame(cols, index=m.view.dates)
 
 
@@ -62,6 +77,28 @@ def test_positions_up_to_t_ignore_later_bars(syn_run: Path, tmp_path: Path, prot
     assert (a.loc[early].abs().sum() > 0).any()
     pd.testing.assert_frame_equal(a.loc[early], b.loc[early], check_exact=True)
     assert not a.loc[~early].equals(b.loc[~early])
+
+
+def test_baselines_after_the_training_split_ignore_later_bars(
+    syn_run: Path, tmp_path: Path
+) -> None:
+    """The rule baselines, the HMM switch (fitted up to the split's end) and zeroshot, on bars
+    that run past the training split: positions up to T are blind to bars after T."""
+    run = TrainedRun.open(syn_run)
+    bars = load_bars("synthetic:ar-regimes?seed=11&tasks=18&days=71")
+    train_end = pd.Timestamp(run.tasks.splits.windows()["train"][1])
+    cut = bars.index[int(bars.index.searchsorted(train_end)) + 150]
+    original = write_csv(bars, tmp_path / "a.csv")
+    altered = write_csv(_altered(bars, cut), tmp_path / "b.csv")
+    ms_a, ms_b = (rolling_markets(run, spec, 5, 20) for spec in (original, altered))
+    a = _positions(run, ms_a, "rolling", 5, 20, RULES_AFTER_TRAINING)
+    b = _positions(run, ms_b, "rolling", 5, 20, RULES_AFTER_TRAINING)
+    early = a.index <= cut
+    assert (a.loc[early].abs().sum() > 0).all()  # every baseline has traded by then
+    pd.testing.assert_frame_equal(a.loc[early], b.loc[early], check_exact=True)
+    assert all(not a.loc[~early, s].equals(b.loc[~early, s]) for s in RULES_AFTER_TRAINING)
+    _, fit = make_agent_with_info(run, "hmm_switch", 0, ms_a[0])
+    assert fit is not None and fit["fit_on"] == ["A"] and fit["fit_end"] == str(train_end.date())
 
 
 def test_trailing_return_is_causal(syn_run: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from backtest_helpers import synthetic_bars, write_csv
 
 from market_metarl.backtest.runner import run_backtest
+from market_metarl.backtest.strategies import strategy_names
 from market_metarl.cli import main
 
 RATE = (1.0 + 2.0) * 1e-4  # fee + slippage of the test run's [costs]
@@ -52,16 +53,7 @@ def test_files_and_fields(rolling_out: tuple[Path, pd.DataFrame]) -> None:
     assert {"adaptation_gain.png", "reconciliation.png"} <= names
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["protocol"] == "rolling" and doc["adapt_days"] == 5 and doc["seeds"] == 2
-    for name in (
-        "adapted",
-        "buy_and_hold",
-        "pooled",
-        "finetune",
-        "scratch",
-        "momentum",
-        "mean_reversion",
-        "scratch/seed1",
-    ):
+    for name in (*strategy_names(), "scratch/seed1"):
         assert set(doc["strategies"][name]) >= {
             "total_return",
             "annual_return",
@@ -74,14 +66,21 @@ def test_files_and_fields(rolling_out: tuple[Path, pd.DataFrame]) -> None:
             "n_days",
             "hit_rate",
         }
-    assert set(doc["p_beats"]) == {
-        "pooled",
-        "finetune",
-        "scratch",
-        "buy_and_hold",
-        "momentum",
-        "mean_reversion",
+    assert set(doc["p_beats"]) == set(strategy_names()) - {"adapted"}
+    assert set(doc["reconciliation"]["by_strategy"]) >= set(strategy_names())
+    paired = doc["paired_intervals"]
+    assert set(paired["pairs"]) == {
+        "adapted - zeroshot",
+        "adapted - pooled",
+        "adapted - vol_target",
     }
+    assert paired["block_days"] == 20 and paired["series"] == "XYZ"
+    for pair in paired["pairs"].values():
+        iv = pair["sharpe_diff"]
+        assert iv["low"] <= iv["point"] <= iv["high"] and pair["n_days"] > 40
+    assert doc["backtest_settings"]["vol_target"] == 0.15
+    assert doc["fits"]["hmm_switch"]["XYZ"]["fit_end"] == "2003-12-31"
+    assert "by_symbol" not in doc and "portfolio" not in doc  # one asset
     assert doc["reconciliation"]["within_tolerance"] is True
     assert doc["reconciliation"]["max_abs_rel_diff"] < 1e-9
     assert 0.0 <= doc["deflated_sharpe"]["deflated_sharpe"] <= 1.0
@@ -89,6 +88,24 @@ def test_files_and_fields(rolling_out: tuple[Path, pd.DataFrame]) -> None:
     assert ci["low"] <= ci["point"] <= ci["high"]
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "hindsight" in html
+    assert "paired circular block bootstrap" in html and "adapted - vol_target" in html
+
+
+def test_returns_csv_is_the_daily_net_return_of_each_book(
+    rolling_out: tuple[Path, pd.DataFrame],
+) -> None:
+    out, _ = rolling_out
+    returns = pd.read_csv(out / "returns.csv", parse_dates=["date"])
+    positions = pd.read_csv(out / "positions.csv", parse_dates=["date"])
+    assert list(returns.columns) == ["date", "strategy", "symbol", "return"]
+    doc = json.loads((out / "metrics.json").read_text())
+    assert set(returns["strategy"]) == set(doc["strategies"])
+    for label, rows in positions.groupby("strategy", sort=False):
+        equity = rows.set_index("date")["equity"]
+        mine = returns[returns["strategy"] == label].set_index("date")["return"]
+        # positions.csv rounds equity to 12 digits: its returns are good to about 1e-11
+        np.testing.assert_allclose(mine, equity.pct_change().loc[mine.index], rtol=0, atol=1e-10)
+        assert len(mine) == doc["strategies"][label]["n_days"]
 
 
 def test_equity_recomputed_from_positions(rolling_out: tuple[Path, pd.DataFrame]) -> None:
@@ -106,8 +123,11 @@ def test_equity_recomputed_from_positions(rolling_out: tuple[Path, pd.DataFrame]
         figures = doc["strategies"][label]
         assert figures["n_days"] == len(r)
         assert figures["total_return"] == pytest.approx(equity[-1] / equity[0] - 1, rel=1e-8)
-        sharpe = r.mean() / r.std(ddof=1) * math.sqrt(252)
-        assert figures["sharpe"] == pytest.approx(sharpe, rel=1e-6)
+        if figures["sharpe"] is None:  # a book that never traded: no Sharpe ratio
+            assert np.all(r == 0)
+        else:
+            sharpe = r.mean() / r.std(ddof=1) * math.sqrt(252)
+            assert figures["sharpe"] == pytest.approx(sharpe, rel=1e-6)
         peak = np.maximum.accumulate(equity)
         assert figures["max_drawdown"] == pytest.approx(
             (equity / peak - 1).min(), rel=1e-8, abs=1e-12
