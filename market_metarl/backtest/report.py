@@ -107,7 +107,7 @@ def _paired_sentence(doc: dict[str, Any]) -> str:
             f"{html.escape(name)}: {_f(iv['point'])} Sharpe [{_f(iv['low'])}, {_f(iv['high'])}] "
             f"({words})"
         )
-    return " Paired over the same days: " + "; ".join(parts) + "." if parts else ""
+    return " Paired over the same days, " + "; ".join(parts) + "." if parts else ""
 
 
 def _verdict(doc: dict[str, Any], order: list[str], gains: Any) -> str:
@@ -120,13 +120,13 @@ def _verdict(doc: dict[str, Any], order: list[str], gains: Any) -> str:
     lost = [k for k, v in beats.items() if v["high"] is not None and v["high"] < 0.5]
     helped = rank == 1 and not lost
     text = (
-        f"<b>{'Adaptation helped' if helped else 'Adaptation did not clearly help'}.</b> "
+        f"<b>{'Adaptation helped' if helped else 'Adaptation did not clearly help'}.</b>"
+        f"{_paired_sentence(doc)} "
         f"<code>adapted</code> ranks {rank} of {len(order)} by Sharpe. Against its own zero-shot "
         f"behaviour it gained {_f(mean_gain)} Sharpe per task on average ({improved} of {n_tasks} "
-        "tasks improved). "
-        f"It beats {', '.join(won) or 'no baseline'} with P &gt; 0.5 across the whole interval"
+        "tasks improved). By task, "
+        f"it beats {', '.join(won) or 'no baseline'} with P &gt; 0.5 across the whole interval"
         f"{'; it loses to ' + ', '.join(lost) if lost else ''}."
-        f"{_paired_sentence(doc)}"
     )
     return f'<p class="verdict {"good" if helped else "bad"}">{text}</p>'
 

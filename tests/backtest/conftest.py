@@ -42,6 +42,9 @@ batch = 4
 batch = 8
 finetune_steps = 2
 scratch_steps = 3
+[backtest]
+vol_target = 0.15
+block_days = 20
 """
 
 

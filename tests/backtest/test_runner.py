@@ -168,6 +168,8 @@ def test_bad_input_exits_2_and_leaves_nothing(
         "broken": ["--run", str(broken), "--data", good, "--protocol", "rolling"],
         "protocol": ["--run", str(syn_run), "--data", good, "--protocol", "sideways"],
         "every": ["--run", str(syn_run), "--data", good, "--every", "0"],
+        "no-data": ["--run", str(syn_run), "--data", " , "],
+        "same-symbol": ["--run", str(syn_run), "--data", f"{good},{good}"],
     }
     for name, args in cases.items():
         out = tmp_path / f"out-{name}"

@@ -59,6 +59,7 @@ def test_rule_settings_come_from_the_backtest_table(syn_run: Path) -> None:
     moving = (w_high > 0) & (w_high < run.env_spec.max_leverage)
     assert moving.any()
     np.testing.assert_allclose(w_high[moving], 2 * w_low[moving])
+    assert run.section("backtest") == {"vol_target": 0.15, "block_days": 20}  # kept by the run
     with pytest.raises(ConfigError, match="valid keys"):
         make_agent(TrainedRun.open(syn_run, {"backtest": {"target": 1}}), "vol_target", 0, market)
 
