@@ -286,7 +286,8 @@ class BuildContext:
         seed: Seed of the network initialisation and the learner's private RNGs.
         observations: The training tasks' observations to fit input normalisers on; None when a
             checkpoint will be loaded.
-        backend: Runs per-task pieces of a meta-batch (MAML); others vectorise over the batch.
+        backend: Runs per-task pieces of a meta-batch (MAML with ``[train.maml] vectorised =
+            false``); the other learners, and MAML by default, vectorise over the batch.
     """
 
     experiment: Experiment

@@ -59,7 +59,8 @@ def build_learner(
     """A fresh learner of algorithm ``name``, its networks initialised from ``seed``.
 
     ``observations`` (meta-training tasks only) fit the input normalisers; a learner that will
-    load a checkpoint does not need them. ``backend`` runs per-task pieces of a meta-batch (MAML).
+    load a checkpoint does not need them. ``backend`` runs per-task pieces of a meta-batch (MAML,
+    when not vectorised).
     The global RNG is left untouched.
 
     Raises:
@@ -82,8 +83,9 @@ def train(
 ) -> Path:
     """Meta-train ``algo`` (and its pooled twin) on the experiment's train tasks into ``out``.
 
-    ``backend`` (:mod:`market_metarl.parallel`) runs the per-task pieces of each meta-batch; the
-    parameters and metrics are the same with every backend. Torch runs on ``[train] threads``
+    ``backend`` (:mod:`market_metarl.parallel`) runs the per-task pieces of each meta-batch (MAML
+    with ``[train.maml] vectorised = false``); the parameters and metrics are the same with every
+    backend. Torch runs on ``[train] threads``
     intra-op threads meanwhile; the caller's number is restored on return.
 
     Raises:
