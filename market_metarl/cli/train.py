@@ -29,6 +29,9 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int, help="override [train] iterations")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--threads", type=int, help="override [train] threads: torch threads (default 1)"
+    )
     add_backend(p)
     p.set_defaults(handler=run)
 
@@ -36,13 +39,14 @@ def register(sub: SubParsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train the run into ``--out``, one progress bar per learner."""
     from market_metarl.meta.experiment import Experiment
-    from market_metarl.meta.trainer import train, with_iterations
+    from market_metarl.meta.trainer import train, with_iterations, with_threads
     from market_metarl.seeding import seed_everything
 
-    require_positive(args, "iterations")
+    require_positive(args, "iterations", "threads")
     check_backend(args)
     seed_everything(args.seed)
     exp = with_iterations(Experiment.from_file(args.config), args.iterations)
+    exp = with_threads(exp, args.threads)
     algo = args.algo or exp.train.algo
     print(f"{len(exp.tasks.split('train'))} train tasks, {len(exp.tasks.split('test'))} test tasks")
     with backend_of(args) as backend:

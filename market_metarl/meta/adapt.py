@@ -8,6 +8,13 @@ building a new dict (learn2learn's shape, without rewriting torch internals).
 Second-order MAML keeps the graph of the inner steps (``first_order=False``) so the outer loss
 differentiates through them; first-order MAML detaches the inner gradients. Learned per-parameter
 step sizes (Meta-SGD) are passed as a dict of tensors in ``lr``.
+
+A whole meta-batch adapts in one call when the parameters carry a leading task axis (the shared
+start expanded, ``v.unsqueeze(0).expand(B, *v.shape)``), the network is evaluated per task
+(``torch.func.vmap``, or batched matrix products as ``MLPPolicy.forward_per_task`` does), and the
+loss is the sum of the tasks' losses: task ``b``'s loss depends on row ``b`` only, so its gradient
+is that task's own gradient. ``per_task`` then clips each task's gradient norm on its own, as
+separate calls would.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ def adapt(
     lr: float | Mapping[str, torch.Tensor] = 0.1,
     first_order: bool = False,
     max_grad_norm: float | None = None,
+    per_task: bool = False,
 ) -> Params:
     """Take ``steps`` gradient steps on ``loss_fn`` from ``params`` and return the new params.
 
@@ -51,6 +59,8 @@ def adapt(
         first_order: Detach the inner gradients (first-order MAML / plain fine-tuning). With
             ``False`` the result stays differentiable in ``params`` and ``lr`` through the steps.
         max_grad_norm: Clip the global norm of each inner gradient (None: no clipping).
+        per_task: ``params`` carry a leading task axis and ``loss_fn`` sums the tasks' losses;
+            ``max_grad_norm`` then clips each task's gradient norm separately.
 
     Returns:
         The adapted parameters, a new dict; ``params`` is untouched.
@@ -69,9 +79,7 @@ def adapt(
             for k, g in zip(names, grads, strict=True)
         }
         if max_grad_norm is not None:
-            total = torch.sqrt(torch.stack([(g**2).sum() for g in grads_by_name.values()]).sum())
-            scale = torch.clamp(max_grad_norm / (total + 1e-12), max=1.0)
-            grads_by_name = {k: g * scale for k, g in grads_by_name.items()}
+            grads_by_name = clip_norm(grads_by_name, max_grad_norm, per_task)
         new = {}
         for k, v in current.items():
             if k not in grads_by_name:
@@ -82,6 +90,20 @@ def adapt(
             new[k] = v - step * g
         current = new
     return current
+
+
+def clip_norm(grads: Params, max_norm: float, per_task: bool = False) -> Params:
+    """Scale ``grads`` down to a global L2 norm of at most ``max_norm`` (differentiably).
+
+    With ``per_task`` every tensor has a leading task axis and each task's norm is clipped alone.
+    """
+    if not per_task:
+        total = torch.sqrt(torch.stack([(g**2).sum() for g in grads.values()]).sum())
+        scale = torch.clamp(max_norm / (total + 1e-12), max=1.0)
+        return {k: g * scale for k, g in grads.items()}
+    squares = torch.stack([(g**2).flatten(1).sum(1) for g in grads.values()]).sum(0)
+    scale = torch.clamp(max_norm / (torch.sqrt(squares) + 1e-12), max=1.0)
+    return {k: g * scale.view(-1, *[1] * (g.dim() - 1)) for k, g in grads.items()}
 
 
 def detached_copy(params: Mapping[str, torch.Tensor]) -> Params:

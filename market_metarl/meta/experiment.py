@@ -110,6 +110,10 @@ class TrainConfig:
             the MLP learners (MAML and pooled).
         grad_clip: Global gradient-norm clip of the updates.
         checkpoint_every: Iterations between checkpoints (and metrics rows).
+        threads: Torch intra-op threads while training (set by the trainer, the previous value
+            restored afterwards). The learners' tensors are small: one thread is usually the
+            fastest, and leaves the other cores to other runs (``benchmarks/training_speed.py``).
+            An execution setting like the backend: not part of the run's config digest.
         tables: Every algorithm's resolved settings, by name (filled from the ``[train.<algo>]``
             tables by :meth:`Experiment.from_config`; defaults for the others).
     """
@@ -126,6 +130,7 @@ class TrainConfig:
     estimator: Literal["pathwise", "score_function"] = "pathwise"
     grad_clip: float = 1.0
     checkpoint_every: int = 50
+    threads: int = 1
     tables: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -136,7 +141,7 @@ class TrainConfig:
         """
         check_name(self.algo)
         check_adapt_days(self.adapt_days, "train.adapt_days")
-        for name in ("iterations", "horizon", "hidden", "layers", "checkpoint_every"):
+        for name in ("iterations", "horizon", "hidden", "layers", "checkpoint_every", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("outer_lr", "grad_clip"):
@@ -281,7 +286,8 @@ class BuildContext:
         seed: Seed of the network initialisation and the learner's private RNGs.
         observations: The training tasks' observations to fit input normalisers on; None when a
             checkpoint will be loaded.
-        backend: Runs per-task pieces of a meta-batch (MAML); others vectorise over the batch.
+        backend: Runs per-task pieces of a meta-batch (MAML with ``[train.maml] vectorised =
+            false``); the other learners, and MAML by default, vectorise over the batch.
     """
 
     experiment: Experiment

@@ -16,6 +16,7 @@ in the policy (a buffer), so a checkpoint carries it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -145,6 +146,11 @@ def mlp_body(d_in: int, hidden: int, layers: int) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*blocks), d
 
 
+def _linear_per_task(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x[b] @ weight[b].T + bias[b]`` for every task b: ``(B, M, in)`` -> ``(B, M, out)``."""
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+
 def _squash(raw: torch.Tensor, spec: PolicySpec) -> torch.Tensor:
     if spec.long_only:
         return spec.max_leverage * torch.sigmoid(raw)
@@ -198,7 +204,10 @@ class MLPPolicy(nn.Module):
 
         With ``raw`` the head's logits (categorical) or pre-squash means are returned instead.
         """
-        z = self.out(self.features(obs))
+        return self.head(self.out(self.features(obs)), raw)
+
+    def head(self, z: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        """Target weights ``(..., n_assets)`` from the output layer's ``z`` (see :meth:`forward`)."""
         if raw:
             return z
         if self.spec.head == "categorical":
@@ -206,6 +215,31 @@ class MLPPolicy(nn.Module):
             levels = self.levels.clamp(-self.spec.max_leverage, self.spec.max_leverage)
             return (probs * levels).sum(-1, keepdim=True)
         return _squash(z, self.spec)
+
+    def forward_per_task(
+        self, params: Mapping[str, torch.Tensor], obs: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`forward` for B tasks at once, each with its own parameters.
+
+        Batched matrix products: faster than ``torch.func.vmap`` over ``functional_call`` for
+        these small layers, and the same numbers up to float rounding (a test checks both).
+
+        Args:
+            params: The policy's parameters by name, each with a leading task axis B.
+            obs: Observations ``(B, obs_dim)`` or ``(B, D, obs_dim)``, task ``b`` in row ``b``.
+
+        Returns:
+            Target weights ``(B, n_assets)`` or ``(B, D, n_assets)``.
+        """
+        one_day = obs.dim() == 2
+        x = self.norm(obs.unsqueeze(1) if one_day else obs) * self.input_mask
+        for name, layer in self.body.named_children():
+            if isinstance(layer, nn.Linear):
+                x = _linear_per_task(x, params[f"body.{name}.weight"], params[f"body.{name}.bias"])
+            else:
+                x = layer(x)
+        w = self.head(_linear_per_task(x, params["out.weight"], params["out.bias"]))
+        return w.squeeze(1) if one_day else w
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Distribution:
         """Action distribution for the policy-gradient estimator (categorical or Gaussian)."""

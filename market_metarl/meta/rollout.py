@@ -5,6 +5,11 @@ position, of its previous weights (after their drift, exactly as the env reports
 then :func:`market_metarl.envs.accounting.log_returns` of those weights: the one accounting. The
 gradient of the PnL with respect to the policy's parameters is exact (pathwise), which has far less
 variance than a score-function (REINFORCE) estimate; :func:`pg_loss` is that alternative.
+
+With ``per_task`` the parameters carry a leading task axis (one set per task of the episode, as a
+vectorised MAML meta-batch has them): each day is then still one call for all tasks
+(:meth:`~market_metarl.meta.policies.MLPPolicy.forward_per_task`), each task with its own
+parameters.
 """
 
 from __future__ import annotations
@@ -33,19 +38,33 @@ def _with_position(obs: torch.Tensor, ep: Episode, held: torch.Tensor) -> torch.
     return torch.cat([obs[..., : sl.start], held.to(obs.dtype), obs[..., sl.stop :]], -1)
 
 
-def mlp_weights(policy: MLPPolicy, params: Mapping[str, torch.Tensor], ep: Episode) -> torch.Tensor:
-    """Target weights ``(B, D, N)`` of an MLP policy over the episode (starting flat)."""
+def mlp_weights(
+    policy: MLPPolicy, params: Mapping[str, torch.Tensor], ep: Episode, per_task: bool = False
+) -> torch.Tensor:
+    """Target weights ``(B, D, N)`` of an MLP policy over the episode (starting flat).
+
+    With ``per_task`` every tensor of ``params`` has a leading axis of the episode's B tasks.
+    """
     if not policy.spec.position_input:
-        return call(policy, params, ep.obs)
+        return _forward(policy, params, ep.obs, per_task)
     weights = []
     target = torch.zeros(ep.batch, ep.n_assets, dtype=torch.float64)
     held = target
     for t in range(ep.days):
         if t > 0:
             held = held_after_close(target, ep, t)
-        target = call(policy, params, _with_position(ep.obs[:, t], ep, held)).double()
+        obs = _with_position(ep.obs[:, t], ep, held)
+        target = _forward(policy, params, obs, per_task).double()
         weights.append(target)
     return torch.stack(weights, 1)
+
+
+def _forward(
+    policy: MLPPolicy, params: Mapping[str, torch.Tensor], obs: torch.Tensor, per_task: bool
+) -> torch.Tensor:
+    if per_task:
+        return policy.forward_per_task(params, obs)
+    return call(policy, params, obs)
 
 
 def episode_log_returns(ep: Episode, weights: torch.Tensor) -> torch.Tensor:
@@ -56,6 +75,17 @@ def episode_log_returns(ep: Episode, weights: torch.Tensor) -> torch.Tensor:
 def mlp_loss(policy: MLPPolicy, params: Mapping[str, torch.Tensor], ep: Episode) -> torch.Tensor:
     """Minus the mean daily log return (per cent) of the policy over the episode."""
     return -episode_log_returns(ep, mlp_weights(policy, params, ep)).mean() * PNL_SCALE
+
+
+def task_losses(
+    policy: MLPPolicy, params: Mapping[str, torch.Tensor], ep: Episode, per_task: bool = False
+) -> torch.Tensor:
+    """Each task's :func:`mlp_loss`, ``(B,)``: minus its mean daily log return (per cent).
+
+    With ``per_task`` the parameters carry a leading task axis (see :func:`mlp_weights`).
+    """
+    rets = episode_log_returns(ep, mlp_weights(policy, params, ep, per_task))
+    return -rets.mean(1) * PNL_SCALE
 
 
 def gru_rollout(

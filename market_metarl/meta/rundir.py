@@ -164,9 +164,18 @@ def resolved_config(exp: Experiment, learners: Sequence[str]) -> dict[str, Any]:
     return cfg
 
 
+EXECUTION_SETTINGS: tuple[str, ...] = ("threads",)
+"""``[train]`` keys that say how a run executes, not what it computes: a run may resume with others."""
+
+
 def config_digest(exp: Experiment, learners: Sequence[str]) -> str:
-    """A short digest of the resolved config (resume refuses another config)."""
-    text = json.dumps(resolved_config(exp, learners), sort_keys=True, default=str)
+    """A short digest of the resolved config (resume refuses another config).
+
+    :data:`EXECUTION_SETTINGS` are left out, as the backend is.
+    """
+    cfg = resolved_config(exp, learners)
+    cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in EXECUTION_SETTINGS}
+    text = json.dumps(cfg, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

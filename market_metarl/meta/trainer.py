@@ -11,7 +11,8 @@ The loop reads top to bottom: # setup, then per learner # rollout / # optimize /
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def build_learner(
     """A fresh learner of algorithm ``name``, its networks initialised from ``seed``.
 
     ``observations`` (meta-training tasks only) fit the input normalisers; a learner that will
-    load a checkpoint does not need them. ``backend`` runs per-task pieces of a meta-batch (MAML).
+    load a checkpoint does not need them. ``backend`` runs per-task pieces of a meta-batch (MAML,
+    when not vectorised).
     The global RNG is left untouched.
 
     Raises:
@@ -81,8 +83,10 @@ def train(
 ) -> Path:
     """Meta-train ``algo`` (and its pooled twin) on the experiment's train tasks into ``out``.
 
-    ``backend`` (:mod:`market_metarl.parallel`) runs the per-task pieces of each meta-batch; the
-    parameters and metrics are the same with every backend.
+    ``backend`` (:mod:`market_metarl.parallel`) runs the per-task pieces of each meta-batch (MAML
+    with ``[train.maml] vectorised = false``); the parameters and metrics are the same with every
+    backend. Torch runs on ``[train] threads``
+    intra-op threads meanwhile; the caller's number is restored on return.
 
     Raises:
         ConfigError: Unknown algorithm.
@@ -96,39 +100,59 @@ def train(
     shapes = Shapes.of(pool)
     state["shapes"] = shapes.to_json()
     observations = pool.all_observations()
-    for index, name in enumerate(learners):
-        learner = build_learner(
-            name, exp, shapes, child_seed(seed, index, 0), observations, backend
-        )
-        rng = np.random.default_rng(child_seed(seed, index, 1))
-        done = int(state["iterations"].get(name, 0))
-        checkpoint = checkpoint_path(run_dir, name)
-        if done and not checkpoint.is_file():
-            raise RunError(f"checkpoint {checkpoint} is missing; train into a new --out")
-        if resume:
-            # the checkpoint is the truth (none yet: iteration 0): a run killed between writing
-            # metrics, the checkpoint and run.json resumes from the checkpoint, and metrics rows
-            # past it (or cut short) are dropped, so nothing is repeated or duplicated
-            done = restore(checkpoint, learner, rng) if checkpoint.is_file() else 0
-            trim_metrics(run_dir / "metrics.csv", name, done)
-        rows: list[dict[str, float]] = []
-        for it in range(done, learner.iterations):
-            # rollout: sample task windows (support + query days)
-            episode = pool.sample(learner.batch, exp.train.window_days, rng)
-            # optimize
-            rows.append(learner.step(episode))
-            # checkpoint
-            if (it + 1) % exp.train.checkpoint_every == 0 or it + 1 == learner.iterations:
-                metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                # metrics, checkpoint, run.json: a kill anywhere in between resumes exactly
-                append_metrics(run_dir / "metrics.csv", name, it + 1, metrics)
-                save_checkpoint(checkpoint, learner, rng, it + 1)
-                state["iterations"][name] = it + 1
-                write_run_json(run_dir, state)
-                rows = []
-                if on_event is not None:
-                    on_event(TrainEvent(name, it + 1, learner.iterations, metrics))
+    # one torch thread by default (small tensors), the caller's setting restored afterwards
+    with torch_threads(exp.train.threads):
+        for index, name in enumerate(learners):
+            learner = build_learner(
+                name, exp, shapes, child_seed(seed, index, 0), observations, backend
+            )
+            rng = np.random.default_rng(child_seed(seed, index, 1))
+            done = int(state["iterations"].get(name, 0))
+            checkpoint = checkpoint_path(run_dir, name)
+            if done and not checkpoint.is_file():
+                raise RunError(f"checkpoint {checkpoint} is missing; train into a new --out")
+            if resume:
+                # the checkpoint is the truth (none yet: iteration 0): a run killed between writing
+                # metrics, the checkpoint and run.json resumes from the checkpoint, and metrics rows
+                # past it (or cut short) are dropped, so nothing is repeated or duplicated
+                done = restore(checkpoint, learner, rng) if checkpoint.is_file() else 0
+                trim_metrics(run_dir / "metrics.csv", name, done)
+            rows: list[dict[str, float]] = []
+            for it in range(done, learner.iterations):
+                # rollout: sample task windows (support + query days)
+                episode = pool.sample(learner.batch, exp.train.window_days, rng)
+                # optimize
+                rows.append(learner.step(episode))
+                # checkpoint
+                if (it + 1) % exp.train.checkpoint_every == 0 or it + 1 == learner.iterations:
+                    metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+                    # metrics, checkpoint, run.json: a kill anywhere in between resumes exactly
+                    append_metrics(run_dir / "metrics.csv", name, it + 1, metrics)
+                    save_checkpoint(checkpoint, learner, rng, it + 1)
+                    state["iterations"][name] = it + 1
+                    write_run_json(run_dir, state)
+                    rows = []
+                    if on_event is not None:
+                        on_event(TrainEvent(name, it + 1, learner.iterations, metrics))
     return run_dir
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Torch's intra-op threads set to ``threads`` inside the block, the previous value after it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def with_threads(exp: Experiment, threads: int | None) -> Experiment:
+    """The experiment with ``train.threads`` overridden (the CLI's ``--threads``)."""
+    if threads is None:
+        return exp
+    return replace(exp, train=replace(exp.train, threads=threads))
 
 
 def with_iterations(exp: Experiment, iterations: int | None) -> Experiment:

@@ -23,17 +23,22 @@ from market_metarl.meta.trainer import train
 from market_metarl.types import ConfigError
 
 TINY: dict[str, dict[str, Any]] = {
-    "maml": {},
+    "maml": {"maml": {"vectorised": False}},
     "rl2": {},
     "rl2_ppo": {"rl2_ppo": {"batch": 8}},
     "pooled": {},
     "model_based": {"model_based": {"iterations": 4}},
     "pearl": {"pearl": {"iterations": 4}},
 }
-"""Per-algorithm overrides that keep each run at 4 iterations on the small synthetic config."""
+"""Per-algorithm overrides that keep each run at 4 iterations on the small synthetic config.
+
+MAML is pinned to its per-task path (the code the digests were recorded with); its vectorised
+default has a digest of its own."""
 
 DIGESTS = {
     "maml": "c8e413f33e6964d1",
+    "maml vectorised": "c8e413f33e6964d1",
+    "maml vectorised, position input": "a8670b6eafed86ee",
     "rl2": "5be441a7a472f936",
     "rl2_ppo": "7c51df38717b61b4",
     "model_based": "7d01036f2f6dc3ae",
@@ -43,7 +48,10 @@ DIGESTS = {
 }
 """Digests of the trained parameters (seed 0, :data:`TINY`), recorded with the code before the
 algorithms moved into ``meta/algos/`` (then ``rl2_ppo`` was ``rl2`` with ``rl2_trainer = "ppo"``).
-The pooled twin trained second (seed path 1) differs from a pooled-only run (seed path 0)."""
+The pooled twin trained second (seed path 1) differs from a pooled-only run (seed path 0).
+MAML's vectorised path rounds to the per-task digest here (the paths agree to ~1e-7); the digest
+with ``position_input`` (its per-day loop) was recorded when that path was added, and the per-task
+path rounds to it too."""
 
 
 def params_digest(agent_part: dict[str, dict[str, torch.Tensor]]) -> str:
@@ -90,6 +98,20 @@ def test_each_algorithm_trains_deterministically_with_its_parameters_unchanged(
     weights = agent.act(episode.obs[0, exp.train.adapt_days - 1].numpy())
     assert weights.shape == (1,) and np.isfinite(weights).all()
     assert all(isinstance(v, np.ndarray) for v in agent.task_state().values())
+
+
+@pytest.mark.parametrize("position_input", [False, True])
+def test_vectorised_maml_the_default_trains_its_recorded_parameters(
+    position_input: bool, tmp_path: Path
+) -> None:
+    exp = Experiment.from_config(
+        small_config(position_input=position_input, pooled={"iterations": 1})
+    )
+    assert exp.train.of("maml").vectorised
+    train(exp, "maml", tmp_path / "run", seed=0)
+    part = load_checkpoint(checkpoint_path(tmp_path / "run", "maml"), "maml")
+    key = "maml vectorised, position input" if position_input else "maml vectorised"
+    assert params_digest(part["agent"]) == DIGESTS[key]
 
 
 def test_a_checkpoint_splits_agent_and_training_state(tmp_path: Path) -> None:

@@ -203,3 +203,45 @@ def test_train_cli_writes_a_run_and_rejects_bad_input(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: train.horizon must be >= 1, got -3"]
     assert not (tmp_path / "x").exists()
+
+
+def test_training_runs_on_its_threads_and_restores_the_callers(tmp_path: Path) -> None:
+    from market_metarl.meta.trainer import TrainEvent
+
+    seen: list[int] = []
+
+    def on_event(event: TrainEvent) -> None:
+        seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        exp = Experiment.from_config(small_config(threads=1, pooled={"iterations": 2}))
+        train(exp, "pooled", tmp_path / "run", seed=0, on_event=on_event)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_are_an_execution_setting_a_run_may_resume_with_others() -> None:
+    from market_metarl.meta.rundir import config_digest
+    from market_metarl.meta.trainer import with_threads
+
+    exp = Experiment.from_config(small_config())
+    assert exp.train.threads == 1 and with_threads(exp, None) is exp
+    two = with_threads(exp, 2)
+    assert two.train.threads == 2
+    assert config_digest(two, ["maml", "pooled"]) == config_digest(exp, ["maml", "pooled"])
+    with pytest.raises(ConfigError, match=r"train\.threads must be >= 1, got 0"):
+        Experiment.from_config(small_config(threads=0))
+
+
+def test_train_cli_takes_threads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL_SYNTHETIC)
+    base = ["train", "--config", str(cfg), "--algo", "pooled"]
+    assert main([*base, "--out", str(tmp_path / "bad"), "--threads", "0"]) == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "run"), "--threads", "2"]) == 0
+    assert "threads = 2" in (tmp_path / "run" / "config.toml").read_text().splitlines()

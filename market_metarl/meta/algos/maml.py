@@ -10,6 +10,19 @@ PnL of a window is differentiable in the policy's weights: the default ``pathwis
 back-propagates the PnL exactly (low variance, no critic needed). ``score_function`` is the plain
 policy-gradient (REINFORCE with a batch-mean baseline) for comparison; it is unbiased but far
 noisier, and needs many more iterations.
+
+Two paths compute the same meta-gradient (``[train.maml] vectorised``):
+
+- vectorised (the default): the whole meta-batch is one batched computation
+  (:func:`maml_meta_batch`). The shared start is expanded to per-task parameters with a leading
+  task axis, every task takes its inner steps at once (the summed support losses give each task
+  its own gradient, clipped per task), and each day of a rollout is one call for all tasks
+  (:meth:`~market_metarl.meta.policies.MLPPolicy.forward_per_task`, batched matrix products). It
+  runs in this process whatever the backend.
+- per-task (``vectorised = false``): each task is a piece (:func:`maml_task`) run by the backend,
+  so Ray can spread a meta-batch over workers; the reference the vectorised path is tested
+  against (same parameters to float rounding). The score-function estimator always takes this
+  path: its per-task seeded action samples do not vectorise.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ from market_metarl.meta.experiment import BuildContext
 from market_metarl.meta.optim import LazyAdam
 from market_metarl.meta.policies import MLPPolicy, seeded_mlp
 from market_metarl.meta.registry import Algorithm
-from market_metarl.meta.rollout import loss_fn
+from market_metarl.meta.rollout import loss_fn, task_losses
 from market_metarl.parallel import LOCAL, Backend
 from market_metarl.seeding import child_seed
 from market_metarl.types import ConfigError
@@ -44,6 +57,8 @@ class MAMLConfig:
         inner_lr: Initial inner step size.
         learn_inner_lr: Learn per-parameter inner step sizes (Meta-SGD).
         first_order: First-order MAML (no second derivatives through the inner loop).
+        vectorised: Adapt the whole meta-batch as one batched computation in this process;
+            false: one piece per task, run by the backend (see the module docstring).
     """
 
     batch: int = 16
@@ -52,6 +67,7 @@ class MAMLConfig:
     inner_lr: float = 0.05
     learn_inner_lr: bool = True
     first_order: bool = False
+    vectorised: bool = True
 
     def __post_init__(self) -> None:
         """Reject an empty meta-batch, negative counts and a non-positive step size.
@@ -124,13 +140,41 @@ def maml_task(problem: MAMLProblem, task: tuple[Episode, Episode, int | None]) -
     return TaskGrad(tuple(grads), float(task_loss.detach()), pre)
 
 
+def maml_meta_batch(problem: MAMLProblem, support: Episode, query: Episode) -> TaskGrad:
+    """The whole meta-batch at once: :func:`maml_task` for all B tasks, summed, in one computation.
+
+    The pathwise estimator only. ``support`` and ``query`` hold the B tasks' windows; the result
+    carries the gradient summed over the tasks and the summed losses, as the sum of the per-task
+    pieces would (up to float rounding: the sums run in another order).
+    """
+    policy, b = problem.policy, support.batch
+    start = params_of(policy)
+    tasks_start = {k: v.unsqueeze(0).expand(b, *v.shape) for k, v in start.items()}
+    # inner loop: each task adapts on its own support days, all tasks at once
+    adapted = adapt(
+        tasks_start,
+        lambda p: task_losses(policy, p, support, per_task=True).sum(),
+        steps=problem.inner_steps,
+        lr={k: v.exp() for k, v in problem.log_lr.items()},
+        first_order=problem.first_order,
+        max_grad_norm=10.0,
+        per_task=True,
+    )
+    # outer loss: each adapted policy on its own query days
+    task_loss = task_losses(policy, adapted, query, per_task=True).sum() / problem.batch
+    grads = torch.autograd.grad(task_loss, problem.leaves(), allow_unused=True)
+    with torch.no_grad():  # the shared start needs no per-task parameters
+        pre = float(task_losses(policy, start, query).sum()) / problem.batch
+    return TaskGrad(tuple(grads), float(task_loss.detach()), pre)
+
+
 class MAMLLearner:
     """The MAML learner (see the module docstring).
 
-    The tasks of a meta-batch are independent pieces (:func:`maml_task`) run by ``backend``
-    (:mod:`market_metarl.parallel`); their gradients are summed in task order, so every backend
-    gives the same update. The other learners evaluate their whole batch as one vectorised
-    tensor operation, which splitting across processes would only slow down.
+    With ``vectorised`` (and the pathwise estimator) a meta-batch is one batched computation
+    (:func:`maml_meta_batch`) in this process. Otherwise its tasks are independent pieces
+    (:func:`maml_task`) run by ``backend`` (:mod:`market_metarl.parallel`), their gradients
+    summed in task order. Either way every backend gives the same update.
     """
 
     name = "maml"
@@ -150,6 +194,7 @@ class MAMLLearner:
         backend: Backend = LOCAL,
         batch: int = 16,
         iterations: int = 400,
+        vectorised: bool = True,
     ) -> None:
         """Start the log step sizes at ``log(inner_lr)`` and set up the outer Adam.
 
@@ -167,8 +212,10 @@ class MAMLLearner:
             backend: Runs the meta-batch's task pieces (:func:`maml_task`).
             batch: Tasks per meta-batch.
             iterations: Meta-batches of a full run.
+            vectorised: One batched computation per meta-batch (pathwise estimator only);
+                false: one backend piece per task.
         """
-        self.policy, self.windows = policy, windows
+        self.policy, self.windows, self.vectorised = policy, windows, vectorised
         self.inner_steps, self.first_order, self.grad_clip = inner_steps, first_order, grad_clip
         self.estimator, self.backend = estimator, backend
         self.batch, self.iterations = batch, iterations
@@ -193,15 +240,19 @@ class MAMLLearner:
     def step(self, episode: Episode) -> dict[str, float]:
         """One meta-update on a batch of task windows."""
         support, query = self.windows.support(episode), self.windows.query(episode)
-        seeds: list[int | None] = [None] * episode.batch
-        if self.estimator != "pathwise":  # each task's action samples get their own seed
-            draws = torch.randint(0, 2**31 - 1, (episode.batch,), generator=self.gen)
-            seeds = [int(s) for s in draws]
-        tasks = [(support.select([b]), query.select([b]), seeds[b]) for b in range(episode.batch)]
         problem = self.problem(episode.batch)
-        results: list[TaskGrad] = self.backend.map(
-            maml_task, tasks, problem, chunks=self.backend.workers
-        )
+        results: list[TaskGrad]
+        if self.vectorised and self.estimator == "pathwise":
+            results = [maml_meta_batch(problem, support, query)]
+        else:
+            seeds: list[int | None] = [None] * episode.batch
+            if self.estimator != "pathwise":  # each task's action samples get their own seed
+                draws = torch.randint(0, 2**31 - 1, (episode.batch,), generator=self.gen)
+                seeds = [int(s) for s in draws]
+            tasks = [
+                (support.select([b]), query.select([b]), seeds[b]) for b in range(episode.batch)
+            ]
+            results = self.backend.map(maml_task, tasks, problem, chunks=self.backend.workers)
         self.opt.zero_grad()
         for i, leaf in enumerate(problem.leaves()):
             total: torch.Tensor | None = None
@@ -272,6 +323,7 @@ def build(ctx: BuildContext) -> MAMLLearner:
         backend=ctx.backend or LOCAL,
         batch=cfg.batch,
         iterations=train.iterations_of(cfg.iterations),
+        vectorised=cfg.vectorised,
     )
 
 
