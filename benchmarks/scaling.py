@@ -23,6 +23,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,12 @@ def timed_sweep(
 
 
 def meta_batch_seconds(exp: Experiment, iterations: int, backend: Any) -> float:
-    """Seconds per MAML update (sampling excluded), its tasks run by ``backend``."""
+    """Seconds per MAML update (sampling excluded), its tasks run by ``backend``.
+
+    The per-task path (``[train.maml] vectorised = false``): the one whose tasks are backend pieces.
+    """
+    per_task = replace(exp.train.of("maml"), vectorised=False)
+    exp = replace(exp, train=replace(exp.train, tables={**exp.train.tables, "maml": per_task}))
     pool = exp.pool("train")
     shapes = Shapes.of(pool)
     learner = build_learner("maml", exp, shapes, 0, pool.all_observations(), backend)

@@ -57,7 +57,7 @@ def test_buy_and_hold_earns_the_asset_less_its_costs(
     np.testing.assert_allclose(later.to_numpy(), expected.to_numpy(), atol=2e-6)
     # the first day buys at the open, paying fee + slippage on the whole book
     first = r.index[0]
-    prev = bars.index[bars.index.get_loc(first) - 1]
+    prev = bars.index[int(bars.index.get_indexer(pd.DatetimeIndex([first]))[0]) - 1]
     gross = closes[first] / bars["open"][first]
     assert r.iloc[0] < gross - 1 and r.iloc[0] == pytest.approx(gross - 1, abs=1e-3)
     assert prev == pd.Timestamp(PERIOD.start) or prev > pd.Timestamp(PERIOD.start)
@@ -66,7 +66,7 @@ def test_buy_and_hold_earns_the_asset_less_its_costs(
 def test_no_strategy_sees_the_future(
     panel: tuple[TrainedRun, list[PanelAsset], dict[tuple[str, str], pd.Series]],
 ) -> None:
-    _, assets, books = panel
+    run, assets, books = panel
     cut = pd.Timestamp("2019-04-01")
     shocked_bars = assets[0].bars.copy()
     after = shocked_bars.index > cut
