@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from market_metarl.meta.adapt import Params, adapt, call, detached_copy, params_of
+from market_metarl.meta.adapt import Params, adapt, detached_copy, params_of
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.policies import GRUPolicy, MLPPolicy
 from market_metarl.meta.rollout import gru_rollout, mlp_loss
@@ -97,7 +97,7 @@ class GradientAgent:
         ``reward`` is not read: this agent's adaptation lives in its parameters.
         """
         # The weight the pathwise objective trained (expected weight for a categorical head).
-        w = call(self.policy, self.params, _as_batch(obs))
+        w = self.policy.forward_with(self.params, _as_batch(obs))
         return w.reshape(-1).double().numpy()
 
     def task_state(self) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn.functional import linear
 
 from market_metarl.types import ConfigError
 
@@ -215,6 +216,30 @@ class MLPPolicy(nn.Module):
             levels = self.levels.clamp(-self.spec.max_leverage, self.spec.max_leverage)
             return (probs * levels).sum(-1, keepdim=True)
         return _squash(z, self.spec)
+
+    def forward_with(
+        self, params: Mapping[str, torch.Tensor], obs: torch.Tensor, raw: bool = False
+    ) -> torch.Tensor:
+        """:meth:`forward` with ``params`` in place of the policy's own weights.
+
+        The same operations as ``torch.func.functional_call(self, params, (obs,))`` (``functional.linear``
+        is what ``nn.Linear`` runs), so the same numbers bit for bit, without the per-call cost of
+        swapping the module's parameters (about 1.5 ms a call, which dominated the day-by-day
+        rollouts of adaptation, backtests and paper trading). Parameters missing from ``params``
+        are the policy's own.
+        """
+        x = self.norm(obs) * self.input_mask
+        for name, layer in self.body.named_children():
+            if isinstance(layer, nn.Linear):
+                w = params.get(f"body.{name}.weight", layer.weight)
+                b = params.get(f"body.{name}.bias", layer.bias)
+                x = linear(x, w, b)
+            else:
+                x = layer(x)
+        z = linear(
+            x, params.get("out.weight", self.out.weight), params.get("out.bias", self.out.bias)
+        )
+        return self.head(z, raw)
 
     def forward_per_task(
         self, params: Mapping[str, torch.Tensor], obs: torch.Tensor

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from market_metarl.envs.accounting import drift, log_returns
-from market_metarl.meta.adapt import Params, call
+from market_metarl.meta.adapt import Params
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.policies import GRUPolicy, MLPPolicy
 
@@ -64,7 +64,7 @@ def _forward(
 ) -> torch.Tensor:
     if per_task:
         return policy.forward_per_task(params, obs)
-    return call(policy, params, obs)
+    return policy.forward_with(params, obs)
 
 
 def episode_log_returns(ep: Episode, weights: torch.Tensor) -> torch.Tensor:
