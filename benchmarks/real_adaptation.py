@@ -190,8 +190,21 @@ def train_seeds(
     exp: Experiment, algo: str, seeds: Sequence[int], workdir: Path, workers: int
 ) -> list[Path]:
     """One trained run per seed under ``workdir`` (finished runs are reused), ``workers`` at once."""
-    jobs = [(exp, algo, seed, str(workdir / f"seed{seed}")) for seed in seeds]
-    return [Path(p) for p in _map(_train_one, jobs, workers)]
+    return train_many([(exp, algo, workdir)], seeds, workers)[0]
+
+
+def train_many(
+    setups: Sequence[tuple[Experiment, str, Path]], seeds: Sequence[int], workers: int
+) -> list[list[Path]]:
+    """Every setup's runs for ``seeds``, all trained in one pool (one list of runs per setup)."""
+    jobs = [
+        (exp, algo, seed, str(where / f"seed{seed}"))
+        for exp, algo, where in setups
+        for seed in seeds
+    ]
+    done = [Path(p) for p in _map(_train_one, jobs, workers)]
+    n = len(seeds)
+    return [done[i * n : (i + 1) * n] for i in range(len(setups))]
 
 
 def _map(fn: Any, jobs: list[Any], workers: int) -> list[Any]:
@@ -224,9 +237,21 @@ def learned_returns(
     strategies: tuple[str, ...],
     workers: int,
 ) -> list[dict[tuple[str, str], pd.Series]]:
-    """Per seed: ``{(strategy, symbol): daily returns}`` of the learned strategies."""
-    jobs = [(exp, run, assets, period, every, strategies) for run in runs]
-    return _map(_eval_one, jobs, workers)
+    """Per seed: ``{(strategy, symbol): daily returns}`` of the learned strategies.
+
+    The work is cut into seed x asset-chunk pieces so every worker has one.
+    """
+    n_chunks = max(1, min(len(assets), workers // max(1, len(runs))))
+    chunks = [assets[i::n_chunks] for i in range(n_chunks)]
+    jobs = [(exp, run, chunk, period, every, strategies) for run in runs for chunk in chunks]
+    results = _map(_eval_one, jobs, workers)
+    per_seed = []
+    for i in range(len(runs)):
+        merged: dict[tuple[str, str], pd.Series] = {}
+        for part in results[i * n_chunks : (i + 1) * n_chunks]:
+            merged.update(part)
+        per_seed.append(merged)
+    return per_seed
 
 
 def ew_sharpe(returns: pd.Series) -> float:
@@ -414,11 +439,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  zero-shot {asset}: nearest training asset {other} (|corr| {corr:.2f})")
 
     # validation: every (algorithm, settings) with val-seeds seeds; the best by adapted's EW Sharpe
+    setups = [
+        (Experiment.from_config(with_settings(cfg, c)), a, workdir / f"{a}-combo{i}")
+        for i, (a, c) in enumerate(candidates)
+    ]
+    val_runs = train_many(setups, range(args.val_seeds), args.workers)
     trials = []
-    for index, (algo, settings) in enumerate(candidates):
-        exp = Experiment.from_config(with_settings(cfg, settings))
-        where = workdir / f"{algo}-combo{index}"
-        runs = train_seeds(exp, algo, range(args.val_seeds), where, args.workers)
+    for (exp, algo, _), (_, settings), runs in zip(setups, candidates, val_runs, strict=True):
         score = choose_on_validation(exp, runs, universe, args.every, args.workers)
         trials.append({"algo": algo, "settings": settings, **score})
         print(f"validation {algo} {settings or ''}: adapted EW Sharpe {score['sharpe']:.3f}")
