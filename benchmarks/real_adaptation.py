@@ -8,9 +8,10 @@ that is missing).
 Protocol (X-Trend's splits, Wood et al. 2023/24):
 
 - meta-train on the training assets up to 2014 (``[splits] train``); choose every setting on
-  validation (``[splits] val``, 2015 to 2017-11): each ``--algo`` x ``--grid`` combination is trained with
-  ``--val-seeds`` seeds and scored by the equal-weight portfolio Sharpe of ``adapted`` over every
-  validation asset; the best is kept; the test split is touched once, for it alone;
+  validation (``[splits] val``, 2015 to 2017-11): each ``--algo`` x ``--grid`` combination is
+  trained with ``--val-seeds`` seeds (default: all ``--seeds``, the same runs then tested) and
+  scored by the equal-weight portfolio Sharpe of ``adapted`` over every validation asset; the
+  best is kept; the test split is touched once, for it alone;
 - test (2018 to the end of the data): **few-shot** = the training assets in the test period;
   **zero-shot** = ``[data] heldout_symbols``, never trained on (their near-clones kept out of
   training; the largest correlation of each with a training asset is printed);
@@ -37,7 +38,7 @@ Sharpe difference, 95% intervals) with the smallest Sharpe difference each can d
 Usage::
 
     python benchmarks/real_adaptation.py [--config envs/real.toml] [--algo maml,rl2] [--seeds 5]
-        [--val-seeds 2] [--grid train.maml.inner_lr=0.01,0.05] [--every 20] [--block 20]
+        [--val-seeds 5] [--grid train.maml.inner_lr=0.01,0.05] [--every 20] [--block 20]
         [--workers 2] [--workdir DIR] [--quick]
 
 The last line printed is one JSON object: ``config``, ``algo`` (the chosen one), ``candidates``
@@ -369,7 +370,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--algo", default=None, help="algorithm(s), comma-separated (chosen on validation)"
     )
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--val-seeds", type=int, default=2)
+    p.add_argument("--val-seeds", type=int, default=None, help="default: --seeds (runs reused)")
     p.add_argument("--grid", nargs="*", default=[], help="settings to choose from on validation")
     p.add_argument("--every", type=int, default=20, help="R: days between adaptations")
     p.add_argument("--block", type=int, default=20, help="block length of the bootstrap (days)")
@@ -380,6 +381,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.block < 20:
         p.error("--block must be >= 20 days (returns are autocorrelated in volatility)")
+    args.val_seeds = args.seeds if args.val_seeds is None else args.val_seeds
     if args.seeds < 1 or args.val_seeds < 1 or args.val_seeds > args.seeds:
         p.error("need 1 <= --val-seeds <= --seeds")
     return args
