@@ -118,11 +118,12 @@ class FrozenAgent:
         return self.inner.task_state()
 
 
-def _stamp(when: dt.date | str | None) -> pd.Timestamp | None:
+def stamp(when: dt.date | str | None) -> pd.Timestamp | None:
+    """A ``--start``/``--end`` date; text must be ISO ``YYYY-MM-DD`` (01/02/2020 is refused)."""
     if when is None:
         return None
     try:
-        return pd.Timestamp(when)
+        return pd.Timestamp(when if isinstance(when, dt.date) else dt.date.fromisoformat(when))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{when!r} is not a date; write YYYY-MM-DD ({exc})") from None
 
@@ -171,7 +172,7 @@ def rolling_markets(
     """Markets of the rolling protocol: ``data``, or each test symbol over the test split."""
     if every < 1:
         raise ConfigError(f"--every must be >= 1 day, got {every}")
-    lo, hi = _stamp(start), _stamp(end)
+    lo, hi = stamp(start), stamp(end)
     if data is None:
         test_lo, test_hi = run.tasks.splits.windows()["test"]
         lo = lo or pd.Timestamp(test_lo)
@@ -271,7 +272,7 @@ def regime_markets(
         spans: Regime spans by symbol, given instead of slicing them (tests fix them so altering
             later bars cannot move the boundaries).
     """
-    lo, hi = _stamp(start), _stamp(end)
+    lo, hi = stamp(start), stamp(end)
     by_source: dict[str, list[tuple[pd.Timestamp, pd.Timestamp, str]]] = {}
     if data is None:
         for task in run.test_tasks():

@@ -30,6 +30,7 @@ from market_metarl.backtest.markets import (
     Protocol,
     regime_markets,
     rolling_markets,
+    stamp,
 )
 from market_metarl.backtest.outputs import check_out, write_outputs
 from market_metarl.backtest.results import Backtest, BacktestBook
@@ -39,6 +40,7 @@ from market_metarl.backtest.strategies import (
     seeds_of,
     strategy_names,
 )
+from market_metarl.data.sources import load_bars
 from market_metarl.envs.costs import CostModel
 from market_metarl.meta.contracts import check_adapt_days
 from market_metarl.meta.run import TrainedRun
@@ -49,6 +51,20 @@ from market_metarl.types import ConfigError, RunError
 def _check_protocol(protocol: str) -> None:
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+
+
+def check_inputs(
+    data_spec: str | None, start: dt.date | str | None, end: dt.date | str | None
+) -> None:
+    """Read the source traded and parse the dates, so bad input fails before any long work.
+
+    The bars are cached (:func:`~market_metarl.data.sources.load_bars`): the markets read them
+    again for free.
+    """
+    for when in (start, end):
+        stamp(when)
+    if data_spec is not None:
+        load_bars(data_spec)
 
 
 def _markets(
@@ -206,6 +222,7 @@ def run_backtest(
     out = Path(out_dir)
     check_out(out)
     _check_protocol(protocol)
+    check_inputs(data_spec, start, end)  # seconds: before the run is opened (its HMMs refitted)
     run = TrainedRun.open(run_dir)
     bt = compute(
         run,

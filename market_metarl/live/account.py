@@ -63,17 +63,21 @@ def init_account(
         ConfigError: Invalid ``[paper]`` settings or overrides.
         DataError: The feed cannot be read.
     """
-    run = TrainedRun.open(run_path)
-    digest = run_digest(run)
-    run.agent("adapted"), run.agent("pooled")  # fail now, not at the first step
-    given = {"cash": cash, "adapt_days": adapt_days, "every": every}
-    overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
-    cfg = paper_config({"paper": {**run.section("paper"), **overrides}}).resolved(run.adapt_days)
-    feed = open_feed(feed_spec)
-    feed.history()
+    # the cheap checks first: the ledger's path, the settings given, the feed; then the run
     db_path = Path(db)
     if db_path.exists():
         raise RunError(f"ledger {db_path} exists already; step it, or choose a new --db")
+    if not db_path.parent.is_dir():
+        raise RunError(f"folder {db_path.parent} of --db does not exist; create it first")
+    given = {"cash": cash, "adapt_days": adapt_days, "every": every}
+    overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
+    paper_config({"paper": overrides})
+    feed = open_feed(feed_spec)
+    feed.history()
+    run = TrainedRun.open(run_path)
+    digest = run_digest(run)
+    run.agent("adapted"), run.agent("pooled")  # fail now, not at the first step
+    cfg = paper_config({"paper": {**run.section("paper"), **overrides}}).resolved(run.adapt_days)
     created = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     account_id = hashlib.sha256(f"{digest}|{feed.symbol}|{created}".encode()).hexdigest()[:10]
     account = Account(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from market_metarl.fileio import temporary_sibling
 from market_metarl.live.schema import (
     LEDGER_KIND,
     SCHEMA,
@@ -80,7 +82,10 @@ class Ledger:
             raise RunError(f"ledger {p} exists already; step it, or choose a new --db")
         if not p.parent.is_dir():
             raise RunError(f"folder {p.parent} of --db does not exist; create it first")
-        conn = _connect(p, "rwc")
+        tmp = temporary_sibling(p)  # built aside, linked into place whole: a kill leaves no half
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(str(tmp) + suffix).unlink(missing_ok=True)
+        conn = _connect(tmp, "rwc")
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             ledger = cls(conn, p)
@@ -105,12 +110,15 @@ class Ledger:
                     [(name, account.initial_cash) for name in SHADOW_BOOKS],
                 )
                 conn.execute("INSERT INTO guard_state VALUES (1, 0, 0, NULL)")
-        except BaseException:
+            conn.close()
+            os.link(tmp, p)  # never replaces a ledger created meanwhile
+        except FileExistsError:
+            raise RunError(f"ledger {p} exists already; step it, or choose a new --db") from None
+        finally:
             conn.close()
             for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(str(p) + suffix).unlink(missing_ok=True)
-            raise
-        return ledger
+                Path(str(tmp) + suffix).unlink(missing_ok=True)
+        return cls.open(p)
 
     @classmethod
     def open(cls, path: str | Path) -> Ledger:
