@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from market_metarl import __version__
@@ -51,7 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings(record=True) as caught:
+            code = int(args.handler(args))
+        _report_warnings(caught)
+        return code
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -63,6 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """After a command succeeded, the library warnings it raised, one ``warning:`` line each.
+
+    They are held back while the command runs, so a failed command prints its one ``error:``
+    line and nothing else.
+    """
+    for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _is_user_error(exc: Exception) -> bool:
