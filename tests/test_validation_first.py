@@ -105,7 +105,7 @@ def test_a_non_finite_config_number_is_refused_naming_the_field(
 
     text = SMALL_TOML.replace(f"[{table}]\n", f"[{table}]\n{key} = {value}\n", 1)
     with pytest.raises(ConfigError, match=rf"{table}.{key} must be a finite number"):
-        Experiment.from_file(write_config(tmp_path, text))
+        Experiment.from_file(str(write_config(tmp_path, text)))
 
 
 def test_a_non_finite_regimes_param_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,7 +146,7 @@ def test_a_train_failing_before_its_first_checkpoint_leaves_no_run(
         out.mkdir()
         (out / "notes.txt").write_text("mine")
     with pytest.raises(KeyboardInterrupt):
-        trainer.train(Experiment.from_file(write_config(tmp_path)), "maml", out)
+        trainer.train(Experiment.from_file(str(write_config(tmp_path))), "maml", out)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] if existed else not out.exists()
 
 
