@@ -55,8 +55,12 @@ __all__ = ["SCHEMA_VERSION", "SHADOW_BOOKS", "Account", "Book", "EquityRow", "Le
 
 def _connect(path: Path, mode: str) -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA synchronous = FULL")
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -126,11 +130,21 @@ class Ledger:
         p = Path(path)
         if not p.is_file():
             raise RunError(f"no ledger at {p}; create one with `market-metarl paper init`")
+        existed = {s: Path(f"{p}{s}").exists() for s in ("-wal", "-shm")}
+        conn = None
         try:
             conn = _connect(p, "rw")
             rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
-            raise RunError(f"{p} is not a paper ledger ({exc})") from None
+            if conn is not None:
+                conn.close()
+            for suffix, was in existed.items():  # leave the folder as it was found
+                if not was:
+                    Path(f"{p}{suffix}").unlink(missing_ok=True)
+            raise RunError(
+                f"{p} is not a paper ledger ({exc}); it was left untouched: keep a copy "
+                f"(cp {p} {p}.bak) and restore the ledger from your last backup"
+            ) from None
         if rows.get("kind") != LEDGER_KIND:
             conn.close()
             raise RunError(f"{p} is not a market_metarl paper ledger")

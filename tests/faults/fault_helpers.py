@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -119,3 +120,16 @@ class ForkServer:
 
 TRAIN = ["train", "--config", "tiny.toml", "--algo", "pooled"]
 """The ``train`` command of the fault tests (``--out`` added)."""
+
+
+def check_ledger(db: Path) -> None:
+    """SQLite integrity, and no order or step recorded twice."""
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        orders = conn.execute("SELECT COUNT(*), COUNT(DISTINCT client_id) FROM orders").fetchone()
+        assert orders[0] == orders[1]
+        steps = conn.execute("SELECT COUNT(*), COUNT(DISTINCT date) FROM steps").fetchone()
+        assert steps[0] == steps[1]
+    finally:
+        conn.close()

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from fault_helpers import TRAIN, Counts, ForkServer
+from fault_helpers import TRAIN, Counts, ForkServer, check_ledger
 
 pytestmark = pytest.mark.faults
 
@@ -116,19 +115,6 @@ def test_sweep_killed_at_random_moments_resumes_to_the_same_table(
 
 
 DAYS = ("2019-03-01", "2019-03-04", "2019-03-05", "2019-03-06", "2019-03-07", "2019-03-08")
-
-
-def check_ledger(db: Path) -> None:
-    """SQLite integrity, and no order or step recorded twice."""
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        orders = conn.execute("SELECT COUNT(*), COUNT(DISTINCT client_id) FROM orders").fetchone()
-        assert orders[0] == orders[1]
-        steps = conn.execute("SELECT COUNT(*), COUNT(DISTINCT date) FROM steps").fetchone()
-        assert steps[0] == steps[1]
-    finally:
-        conn.close()
 
 
 def test_paper_step_killed_at_random_moments_never_trades_twice(
