@@ -259,3 +259,21 @@ def _account() -> Any:
         origin=None,
         created=dt.datetime(2020, 1, 1, tzinfo=dt.UTC).isoformat(),
     )
+
+
+def test_regimes_plot_is_whole_or_absent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def half_then_full(self: Figure, fname: Path, **kwargs: object) -> None:
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(fname))
+
+    monkeypatch.setattr(Figure, "savefig", half_then_full)
+    plot = tmp_path / "r.png"
+    assert main(["regimes", "bundled:SPY", "--method", "window", "--plot", str(plot)]) == 1
+    assert "No space left on device" in one_error(capsys)
+    assert list(tmp_path.iterdir()) == []
