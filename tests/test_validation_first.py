@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -220,8 +221,14 @@ def test_warnings_are_held_back_when_a_command_fails(
         warnings.warn("invalid value encountered in divide", RuntimeWarning, stacklevel=1)
         raise DataError(f"{source}: bad")
 
+    def to_stderr(message: Warning | str, category: type[Warning], *args: object) -> None:
+        print(f"{category.__name__}: {message}", file=sys.stderr)  # as Python prints them
+
     monkeypatch.setattr("market_metarl.data.sources.load_bars_with_report", noisy)
-    assert main(["data", "show", "csv:x.csv"]) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = to_stderr
+        assert main(["data", "show", "csv:x.csv"]) == 2
     assert one_error(capsys) == "error: csv:x.csv: bad"
 
 
