@@ -221,7 +221,14 @@ def test_warnings_are_held_back_when_a_command_fails(
         warnings.warn("invalid value encountered in divide", RuntimeWarning, stacklevel=1)
         raise DataError(f"{source}: bad")
 
-    def to_stderr(message: Warning | str, category: type[Warning], *args: object) -> None:
+    def to_stderr(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
         print(f"{category.__name__}: {message}", file=sys.stderr)  # as Python prints them
 
     monkeypatch.setattr("market_metarl.data.sources.load_bars_with_report", noisy)

@@ -107,9 +107,7 @@ def _check_file(p: Path, source: str) -> None:
         raise DataError(f"{source}: the file is empty; export daily bars with a header row")
     with p.open("rb") as fh:
         if fh.read(4) == b"PAR1":
-            raise DataError(
-                f"{source}: is a Parquet file; csv: reads CSV tables, export the bars as CSV"
-            )
+            raise DataError(f"{source}: a Parquet file is a binary file, not a CSV table of bars")
 
 
 def _read_table(p: Path, source: str) -> pd.DataFrame:

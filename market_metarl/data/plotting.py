@@ -100,8 +100,7 @@ def plot_regimes(
             _draw_vol(ax_vol, close, vol_window)
         _format_dates(axes[-1])
         fig.tight_layout()
-        kind = Path(out).suffix.lstrip(".").lower() or "png"
-        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format=kind))  # whole or absent
+        _save(fig, out)
     finally:
         plt.close(fig)
     return out
@@ -181,3 +180,9 @@ def _format_dates(bottom: Any) -> None:
     locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
     bottom.xaxis.set_major_locator(locator)
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _save(fig: Any, out: Path) -> None:
+    """Save ``fig`` to ``out`` whole or not at all (written aside, then renamed)."""
+    kind = out.suffix.lstrip(".").lower() or "png"
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format=kind))

@@ -47,21 +47,13 @@ from market_metarl.live.schema import (
     Account,
     Book,
     EquityRow,
+    connect,
+    open_meta,
+    remove_with_journals,
 )
 from market_metarl.types import DataError, RunError
 
 __all__ = ["SCHEMA_VERSION", "SHADOW_BOOKS", "Account", "Book", "EquityRow", "Ledger"]
-
-
-def _connect(path: Path, mode: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None, timeout=30)
-    try:
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = FULL")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 class Ledger:
@@ -87,9 +79,8 @@ class Ledger:
         if not p.parent.is_dir():
             raise RunError(f"folder {p.parent} of --db does not exist; create it first")
         tmp = temporary_sibling(p)  # built aside, linked into place whole: a kill leaves no half
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(str(tmp) + suffix).unlink(missing_ok=True)
-        conn = _connect(tmp, "rwc")
+        remove_with_journals(tmp)
+        conn = connect(tmp, "rwc")
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             ledger = cls(conn, p)
@@ -120,8 +111,7 @@ class Ledger:
             raise RunError(f"ledger {p} exists already; step it, or choose a new --db") from None
         finally:
             conn.close()
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(str(tmp) + suffix).unlink(missing_ok=True)
+            remove_with_journals(tmp)
         return cls.open(p)
 
     @classmethod
@@ -130,21 +120,7 @@ class Ledger:
         p = Path(path)
         if not p.is_file():
             raise RunError(f"no ledger at {p}; create one with `market-metarl paper init`")
-        existed = {s: Path(f"{p}{s}").exists() for s in ("-wal", "-shm")}
-        conn = None
-        try:
-            conn = _connect(p, "rw")
-            rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
-            if conn is not None:
-                conn.close()
-            for suffix, was in existed.items():  # leave the folder as it was found
-                if not was:
-                    Path(f"{p}{suffix}").unlink(missing_ok=True)
-            raise RunError(
-                f"{p} is not a paper ledger ({exc}); it was left untouched: keep a copy "
-                f"(cp {p} {p}.bak) and restore the ledger from your last backup"
-            ) from None
+        conn, rows = open_meta(p)
         if rows.get("kind") != LEDGER_KIND:
             conn.close()
             raise RunError(f"{p} is not a market_metarl paper ledger")

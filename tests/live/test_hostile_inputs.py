@@ -93,7 +93,7 @@ def _generated(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     return {
         "symlink loop": (loop, "broken or looping symlink"),
         "folder": (folder, "is a folder, not a file"),
-        "parquet": (parquet, "is a Parquet file"),
+        "parquet": (parquet, "a Parquet file is a binary file"),
     }
 
 
