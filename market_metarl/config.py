@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -106,7 +107,11 @@ _SCALAR_KINDS: dict[type, str] = {
 
 
 def _coerce_scalar(value: Any, hint: type, where: str) -> Any:
-    """Check a TOML scalar against ``hint``: bools are only bools, ints become floats for floats."""
+    """Check a TOML scalar against ``hint``: bools are only bools, ints become floats for floats.
+
+    A float must be finite: TOML spells ``inf`` and ``nan``, and neither is a cost, an amount of
+    cash, a learning rate or a leverage.
+    """
     if hint is bool:
         ok = isinstance(value, bool)
     elif isinstance(value, bool):
@@ -117,6 +122,11 @@ def _coerce_scalar(value: Any, hint: type, where: str) -> Any:
         ok = isinstance(value, hint)
     if not ok:
         raise ConfigError(f"{where} must be {_SCALAR_KINDS[hint]}, got {value!r}")
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(
+            f"{where} must be a finite number, got {value!r}; TOML's inf and nan are refused, "
+            "write the number itself"
+        )
     return float(value) if hint is float else value
 
 

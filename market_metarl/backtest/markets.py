@@ -150,11 +150,12 @@ def data_sources(data: DataSpec) -> list[str] | None:
     return sources
 
 
-def _stamp(when: dt.date | str | None) -> pd.Timestamp | None:
+def stamp(when: dt.date | str | None) -> pd.Timestamp | None:
+    """A ``--start``/``--end`` date; text must be ISO ``YYYY-MM-DD`` (01/02/2020 is refused)."""
     if when is None:
         return None
     try:
-        return pd.Timestamp(when)
+        return pd.Timestamp(when if isinstance(when, dt.date) else dt.date.fromisoformat(when))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{when!r} is not a date; write YYYY-MM-DD ({exc})") from None
 
@@ -203,7 +204,7 @@ def rolling_markets(
     """Markets of the rolling protocol: each source of ``data``, or each test symbol (test split)."""
     if every < 1:
         raise ConfigError(f"--every must be >= 1 day, got {every}")
-    lo, hi = _stamp(start), _stamp(end)
+    lo, hi = stamp(start), stamp(end)
     given = data_sources(data)
     if given is None:
         test_lo, test_hi = run.tasks.splits.windows()["test"]
@@ -305,7 +306,7 @@ def regime_markets(
         spans: Regime spans by symbol, given instead of slicing them (tests fix them so altering
             later bars cannot move the boundaries).
     """
-    lo, hi = _stamp(start), _stamp(end)
+    lo, hi = stamp(start), stamp(end)
     given = data_sources(data)
     by_source: dict[str, list[tuple[pd.Timestamp, pd.Timestamp, str]]] = {}
     if given is None:

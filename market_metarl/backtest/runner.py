@@ -40,6 +40,7 @@ from market_metarl.backtest.markets import (
     data_sources,
     regime_markets,
     rolling_markets,
+    stamp,
 )
 from market_metarl.backtest.outputs import check_out, write_outputs
 from market_metarl.backtest.results import Backtest, BacktestBook
@@ -50,6 +51,7 @@ from market_metarl.backtest.strategies import (
     seeds_of,
     strategy_names,
 )
+from market_metarl.data.sources import load_bars
 from market_metarl.envs.costs import CostModel
 from market_metarl.meta.contracts import check_adapt_days
 from market_metarl.meta.run import TrainedRun
@@ -60,6 +62,20 @@ from market_metarl.types import ConfigError, RunError
 def _check_protocol(protocol: str) -> None:
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+
+
+def check_inputs(
+    data_spec: DataSpec, start: dt.date | str | None, end: dt.date | str | None
+) -> None:
+    """Read every source traded and parse the dates, so bad input fails before any long work.
+
+    The bars are cached (:func:`~market_metarl.data.sources.load_bars`): the markets read them
+    again for free.
+    """
+    for when in (start, end):
+        stamp(when)
+    for source in data_sources(data_spec) or []:
+        load_bars(source)
 
 
 def _markets(
@@ -248,21 +264,13 @@ def run_backtest(
     out = Path(out_dir)
     check_out(out)
     _check_protocol(protocol)
+    check_inputs(data_spec, start, end)  # before the run is opened (its task set is rebuilt)
     run = TrainedRun.open(run_dir)
     settings = settings or backtest_settings(run.section("backtest"))
     bt = compute(
-        run,
-        data_spec,
-        protocol,  # type: ignore[arg-type]
-        adapt_days,
-        every,
-        start,
-        end,
-        seeds,
-        progress=progress,
-        backend=backend,
-        settings=settings,
-    )
+        run, data_spec, protocol, adapt_days, every, start, end, seeds,  # type: ignore[arg-type]
+        progress=progress, backend=backend, settings=settings,
+    )  # fmt: skip
     stats = statistics(bt, n_boot, np.random.default_rng(bootstrap_seed), settings.block_days)
     doc = _metrics_doc(run, run_dir, data_spec, bt, stats, settings)
     return write_outputs(out, doc, bt)

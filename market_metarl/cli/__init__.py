@@ -1,7 +1,7 @@
 """The ``market-metarl`` command line (also ``python -m market_metarl``): one module per command.
 
 Exit codes: 0 success; 2 bad input, with one line ``error: ...`` on stderr and no traceback; 1 for
-anything unexpected. Heavy libraries are imported inside the handlers, so ``--help``,
+anything unexpected (a full or read-only disk: one ``error:`` line too). Heavy libraries are imported inside the handlers, so ``--help``,
 ``--version`` and ``data list`` answer fast.
 
 Modules: ``_common`` (the parser, exit codes, shared options), ``data``, ``regimes``, ``train``,
@@ -11,7 +11,9 @@ Modules: ``_common`` (the parser, exit codes, shared options), ``data``, ``regim
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import warnings
 from collections.abc import Sequence
 
 from market_metarl import __version__
@@ -51,18 +53,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings(record=True) as caught:
+            code = int(args.handler(args))
+        _report_warnings(caught)
+        return code
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in OUT_OF_ROOM:
+            raise
+        print(f"error: {exc.strerror}: {exc.filename or 'writing the output'}", file=sys.stderr)
+        return EXIT_UNEXPECTED
     except Exception as exc:
         if not _is_user_error(exc):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+OUT_OF_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+"""Errors of the disk, not of the input: one line and exit 1 (outputs are written atomically, so
+nothing half-written is left)."""
+
+
+def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """After a command succeeded, the library warnings it raised, one ``warning:`` line each.
+
+    They are held back while the command runs, so a failed command prints its one ``error:``
+    line and nothing else.
+    """
+    for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _is_user_error(exc: Exception) -> bool:

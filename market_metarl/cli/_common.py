@@ -71,6 +71,19 @@ def require_positive(args: argparse.Namespace, *names: str) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
+def finite_float(text: str) -> float:
+    """An argparse ``type``: a finite number (``inf``, ``nan`` and ``1e400`` are refused)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def add_backend(p: argparse.ArgumentParser) -> None:
     """The ``--backend``, ``--address`` and ``--workers`` options."""
     p.add_argument(
@@ -130,7 +143,10 @@ def parse_param(text: str) -> tuple[str, Any]:
         raise UsageError(f"--param {text!r} must look like key=value, e.g. n_states=3")
     for cast in (int, float):
         try:
-            return key, cast(value)
+            number = cast(value)
         except ValueError:
-            pass
+            continue
+        if number != number or abs(number) == float("inf"):
+            raise UsageError(f"--param {key} must be a finite number, got {value!r}")
+        return key, number
     return key, value

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from market_metarl.cli._common import EXIT_OK, Parser, SubParsers, UsageError
+from market_metarl.cli._common import EXIT_OK, Parser, SubParsers, UsageError, finite_float
 
 if TYPE_CHECKING:
     from market_metarl.live.api import RunStart
@@ -44,9 +44,11 @@ def register(sub: SubParsers) -> None:
             p.add_argument("--asof", help="as-of trading day YYYY-MM-DD (run: the last one)")
         if name == "run":
             p.add_argument("--start", help="first as-of day of an account not stepped yet")
-            p.add_argument("--every", type=float, help="seconds between steps (default: daily)")
+            p.add_argument(
+                "--every", type=finite_float, help="seconds between steps (default: daily)"
+            )
         if name == "init":
-            p.add_argument("--cash", type=float, help="initial cash (default: [paper] cash)")
+            p.add_argument("--cash", type=finite_float, help="initial cash (default: [paper] cash)")
             p.add_argument("--adapt-days", type=int, help="K (default: the run's adapt_days)")
             p.add_argument("--adapt-every", type=int, help="R (default: [paper] every, 20)")
         p.add_argument("--json", action="store_true", help="print JSON instead of text")

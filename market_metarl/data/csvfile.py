@@ -71,8 +71,7 @@ def read_csv_bars(
     """
     p = Path(path)
     source = f"csv:{p}"
-    if not p.is_file():
-        raise DataError(f"{source}: no such file; check the path (relative to {Path.cwd()})")
+    _check_file(p, source)
     raw = _read_table(p, source)
     raw.columns = [_normalise(c) for c in raw.columns]
     raw = raw.loc[:, [not c.startswith("unnamed") and c != "" for c in raw.columns]]
@@ -85,9 +84,33 @@ def read_csv_bars(
     return bars, report
 
 
-def _read_table(p: Path, source: str) -> pd.DataFrame:
-    if p.stat().st_size == 0:
+MAX_FILE_BYTES = 256 * 2**20
+"""Largest bars file read (256 MiB, some 3 million daily rows): a bigger one is refused before
+it is read, since it is no export of daily bars (split a long file per symbol)."""
+
+
+def _check_file(p: Path, source: str) -> None:
+    """Refuse a path that is no readable file of sensible size, saying what it is instead."""
+    if p.is_dir():
+        raise DataError(f"{source}: is a folder, not a file; give one file of daily bars")
+    if p.is_symlink() and not p.exists():
+        raise DataError(f"{source}: is a broken or looping symlink; point it at a real file")
+    if not p.is_file():
+        raise DataError(f"{source}: no such file; check the path (relative to {Path.cwd()})")
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DataError(
+            f"{source}: the file has {size / 2**20:.0f} MiB, more than the "
+            f"{MAX_FILE_BYTES / 2**20:.0f} MiB a file of daily bars may have; split it per symbol"
+        )
+    if size == 0:
         raise DataError(f"{source}: the file is empty; export daily bars with a header row")
+    with p.open("rb") as fh:
+        if fh.read(4) == b"PAR1":
+            raise DataError(f"{source}: a Parquet file is a binary file, not a CSV table of bars")
+
+
+def _read_table(p: Path, source: str) -> pd.DataFrame:
     if p.suffix.lower() in {".csv", ".txt", ""}:
         head = p.read_bytes()[:4096]
         if b"\x00" in head:
@@ -150,10 +173,10 @@ def _to_bars(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, str]:
         dates = pd.to_datetime(raw["date"].astype(str), format="%Y%m%d", errors="coerce")
     elif "date" in cols:
         layout = "yahoo" if "adj_close" in cols else "date,open,high,low,close,volume"
-        dates = _parse_dates(raw["date"])
+        dates = _parse_dates(raw["date"], source)
     elif "timestamp" in cols:
         layout = "timestamp"
-        dates = _parse_timestamps(raw["timestamp"])
+        dates = _parse_timestamps(raw["timestamp"], source)
         date_col = "timestamp"
     else:
         raise DataError(
@@ -164,6 +187,11 @@ def _to_bars(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, str]:
     if len(bad):
         # The file line of a row: the header is line 1 and ``raw`` keeps its RangeIndex labels.
         rows = ", ".join(f"row {raw.index[i] + 2} ('{raw[date_col].iloc[i]}')" for i in bad[:3])
+        if _normalise(str(raw[date_col].iloc[bad[0]])) == date_col:
+            raise DataError(
+                f"{source}: the header repeats at {rows.split(',')[0]} (files appended to each "
+                "other?); keep one header row"
+            )
         raise DataError(f"{source}: unparseable date at {rows}; use YYYY-MM-DD dates")
     missing = [c for c in ("open", "high", "low", "close") if c not in cols]
     if missing:
@@ -206,27 +234,56 @@ def _adjust(frame: pd.DataFrame, raw: pd.DataFrame, source: str, layout: str) ->
     return layout + " (OHLC adjusted by Adj Close / Close)"
 
 
-def _parse_dates(col: pd.Series) -> pd.Series:
+NUMERIC_DATE = r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4})$"
+"""A day and a month in some order, then the year (``01/02/2020``, ``31.12.2020``)."""
+
+
+def _parse_dates(col: pd.Series, source: str) -> pd.Series:
+    """Dates by one stated rule, never guessed (unparseable ones become NaT).
+
+    ``yyyymmdd`` (stooq) and ISO 8601 (``2020-01-31``, with an optional time and offset,
+    converted to UTC) are read as such. Dates like ``01/02/2020`` are read day-first when some
+    first field is above 12, month-first when some second field is, and refused as ambiguous
+    when every one could be either; a column that mixes them with ISO dates is refused.
+    """
     text = col.astype(str).str.strip()
-    sample = text.iloc[0]
-    fmt = None
-    if len(sample) == 8 and sample.isdigit():
-        fmt = "%Y%m%d"
-    try:
-        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-    except (ValueError, TypeError):
-        parsed = pd.to_datetime(text, format="mixed", errors="coerce")
-    if parsed.isna().any() and fmt is None:
-        parsed = pd.to_datetime(text, format="mixed", errors="coerce")
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed
+    if text.str.fullmatch(r"\d{8}").all():
+        return pd.to_datetime(text, format="%Y%m%d", errors="coerce")
+    parts = text.str.extract(NUMERIC_DATE)
+    numeric = parts[0].notna()
+    if numeric.any():
+        return _parse_day_month(text, parts, numeric, source)
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    return parsed.dt.tz_localize(None)
 
 
-def _parse_timestamps(col: pd.Series) -> pd.Series:
+def _parse_day_month(
+    text: pd.Series, parts: pd.DataFrame, numeric: pd.Series, source: str
+) -> pd.Series:
+    """Dates like ``01/02/2020``: day-first or month-first, decided by the column as a whole."""
+    if not numeric.all():
+        other = text[~numeric].iloc[0]
+        raise DataError(
+            f"{source}: mixed date formats ({text[numeric].iloc[0]!r} and {other!r}); write every date "
+            "as YYYY-MM-DD"
+        )
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    if (first > 12).any():
+        order = "%d{0}%m{0}%Y"
+    elif (second > 12).any():
+        order = "%m{0}%d{0}%Y"
+    else:
+        raise DataError(
+            f"{source}: ambiguous dates ({text.iloc[0]!r} could be day-first or month-first, and no date "
+            "has a day above 12 to tell); write them as YYYY-MM-DD"
+        )
+    return pd.to_datetime(text, format=order.format(parts[1].iloc[0]), errors="coerce")
+
+
+def _parse_timestamps(col: pd.Series, source: str) -> pd.Series:
     numeric = pd.to_numeric(col, errors="coerce")
     if numeric.notna().all():
         if numeric.abs().max() > 1e11:
             return pd.to_datetime(numeric, unit="ms", errors="coerce")
         return pd.to_datetime(numeric, unit="s", errors="coerce")
-    return _parse_dates(col)
+    return _parse_dates(col, source)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from market_metarl.data.regime_labels import REGIME_LABELS, VOL_THRESHOLD
+from market_metarl.fileio import atomic_write
 from market_metarl.types import TRADING_DAYS_PER_YEAR, DataError, Regime
 
 REGIME_COLORS: dict[str, str] = {
@@ -99,7 +100,7 @@ def plot_regimes(
             _draw_vol(ax_vol, close, vol_window)
         _format_dates(axes[-1])
         fig.tight_layout()
-        fig.savefig(out, dpi=120)
+        _save(fig, out)
     finally:
         plt.close(fig)
     return out
@@ -179,3 +180,9 @@ def _format_dates(bottom: Any) -> None:
     locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
     bottom.xaxis.set_major_locator(locator)
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _save(fig: Any, out: Path) -> None:
+    """Save ``fig`` to ``out`` whole or not at all (written aside, then renamed)."""
+    kind = out.suffix.lstrip(".").lower() or "png"
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format=kind))

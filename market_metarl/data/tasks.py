@@ -243,7 +243,26 @@ def taskset_from_config(cfg: dict[str, Any]) -> TaskSet:
             "no training tasks: no regime of the training symbols falls inside splits.train "
             f"{list(splits.train)} with at least {regimes.min_task_days} days; check the dates"
         )
+    _check_splits_have_tasks(tasks, splits, regimes)
     return TaskSet(tuple(tasks), data, regimes, splits, costs)
+
+
+def _check_splits_have_tasks(
+    tasks: list[TaskSpec], splits: SplitSection, regimes: RegimeSection
+) -> None:
+    """Refuse a configured ``val``/``test`` window that yields no task.
+
+    Such a window lies in the future, after the data ends, or holds no regime long enough;
+    training and scoring on no task would say nothing.
+    """
+    for name, (start, end) in splits.windows().items():
+        if name != "train" and not any(t.split == name for t in tasks):
+            raise DataError(
+                f"no {name} tasks: no regime of the symbols falls inside splits.{name} "
+                f"[{start}, {end}] with at least {regimes.min_task_days} days (a window in the "
+                f"future or after the data ends has none); move splits.{name} inside the data's "
+                "dates or remove it"
+            )
 
 
 def _symbol_regimes(

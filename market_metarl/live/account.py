@@ -63,17 +63,17 @@ def init_account(
         ConfigError: Invalid ``[paper]`` settings or overrides.
         DataError: The feed cannot be read.
     """
+    # the cheap checks first: the ledger's path, the settings given, the feed; then the run
+    db_path = _new_ledger_path(db)
+    given = {"cash": cash, "adapt_days": adapt_days, "every": every}
+    overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
+    paper_config({"paper": overrides})
+    feed = open_feed(feed_spec)
+    feed.history()
     run = TrainedRun.open(run_path)
     digest = run_digest(run)
     run.agent("adapted"), run.agent("pooled")  # fail now, not at the first step
-    given = {"cash": cash, "adapt_days": adapt_days, "every": every}
-    overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
     cfg = paper_config({"paper": {**run.section("paper"), **overrides}}).resolved(run.adapt_days)
-    feed = open_feed(feed_spec)
-    feed.history()
-    db_path = Path(db)
-    if db_path.exists():
-        raise RunError(f"ledger {db_path} exists already; step it, or choose a new --db")
     created = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     account_id = hashlib.sha256(f"{digest}|{feed.symbol}|{created}".encode()).hexdigest()[:10]
     account = Account(
@@ -94,6 +94,16 @@ def init_account(
     )
     Ledger.create(db_path, account).close()
     return account
+
+
+def _new_ledger_path(db: str | Path) -> Path:
+    """``db``, checked to be a path a new ledger can be created at."""
+    db_path = Path(db)
+    if db_path.exists():
+        raise RunError(f"ledger {db_path} exists already; step it, or choose a new --db")
+    if not db_path.parent.is_dir():
+        raise RunError(f"folder {db_path.parent} of --db does not exist; create it first")
+    return db_path
 
 
 @dataclass

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from market_metarl.fileio import temporary_sibling
 from market_metarl.live.schema import (
     LEDGER_KIND,
     SCHEMA,
@@ -45,17 +47,13 @@ from market_metarl.live.schema import (
     Account,
     Book,
     EquityRow,
+    connect,
+    open_meta,
+    remove_with_journals,
 )
 from market_metarl.types import DataError, RunError
 
 __all__ = ["SCHEMA_VERSION", "SHADOW_BOOKS", "Account", "Book", "EquityRow", "Ledger"]
-
-
-def _connect(path: Path, mode: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA synchronous = FULL")
-    return conn
 
 
 class Ledger:
@@ -80,7 +78,9 @@ class Ledger:
             raise RunError(f"ledger {p} exists already; step it, or choose a new --db")
         if not p.parent.is_dir():
             raise RunError(f"folder {p.parent} of --db does not exist; create it first")
-        conn = _connect(p, "rwc")
+        tmp = temporary_sibling(p)  # built aside, linked into place whole: a kill leaves no half
+        remove_with_journals(tmp)
+        conn = connect(tmp, "rwc")
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             ledger = cls(conn, p)
@@ -105,12 +105,14 @@ class Ledger:
                     [(name, account.initial_cash) for name in SHADOW_BOOKS],
                 )
                 conn.execute("INSERT INTO guard_state VALUES (1, 0, 0, NULL)")
-        except BaseException:
             conn.close()
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(str(p) + suffix).unlink(missing_ok=True)
-            raise
-        return ledger
+            os.link(tmp, p)  # never replaces a ledger created meanwhile
+        except FileExistsError:
+            raise RunError(f"ledger {p} exists already; step it, or choose a new --db") from None
+        finally:
+            conn.close()
+            remove_with_journals(tmp)
+        return cls.open(p)
 
     @classmethod
     def open(cls, path: str | Path) -> Ledger:
@@ -118,11 +120,7 @@ class Ledger:
         p = Path(path)
         if not p.is_file():
             raise RunError(f"no ledger at {p}; create one with `market-metarl paper init`")
-        try:
-            conn = _connect(p, "rw")
-            rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
-            raise RunError(f"{p} is not a paper ledger ({exc})") from None
+        conn, rows = open_meta(p)
         if rows.get("kind") != LEDGER_KIND:
             conn.close()
             raise RunError(f"{p} is not a market_metarl paper ledger")

@@ -7,7 +7,11 @@ The rows read back as records: :class:`Account`, :class:`Book` (a shadow book) a
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
+
+from market_metarl.types import RunError
 
 SCHEMA_VERSION = 1
 LEDGER_KIND = "market_metarl.paper-ledger"
@@ -156,3 +160,44 @@ class EquityRow:
     pooled_equity: float | None
     benchmark_equity: float | None
     stepped: int
+
+
+def connect(path: Path, mode: str) -> sqlite3.Connection:
+    """A connection to the ledger file ``path`` (SQLite URI ``mode``), closed if setting it fails."""
+    conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None, timeout=30)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def remove_with_journals(path: Path) -> None:
+    """Remove the database file ``path`` and its journals."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def open_meta(p: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
+    """Connect to an existing ledger file and read its ``meta`` table.
+
+    Raises:
+        RunError: The file is damaged (truncated, garbage): it is left untouched, without the
+            ``-wal``/``-shm`` files opening it made, and the message names a backup path.
+    """
+    new = [Path(f"{p}{s}") for s in ("-wal", "-shm") if not Path(f"{p}{s}").exists()]
+    conn = None
+    try:
+        conn = connect(p, "rw")
+        return conn, dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
+        for path in new:  # leave the folder as it was found
+            path.unlink(missing_ok=True)
+        raise RunError(
+            f"{p} is not a paper ledger ({exc}); it was left untouched: keep a copy "
+            f"(cp {p} {p}.bak) and restore the ledger from your last backup"
+        ) from None

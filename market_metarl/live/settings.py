@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +55,8 @@ class PaperConfig:
             raise ConfigError(f"paper.every must be >= 1 trading day, got {self.every}")
         if self.adapt_days:  # 0: the run's train.adapt_days
             check_adapt_days(self.adapt_days, "paper.adapt_days (or 0 for the run's adapt_days)")
-        if not self.cash > 0:
-            raise ConfigError(f"paper.cash must be > 0, got {self.cash}")
+        if not 0 < self.cash < math.inf:
+            raise ConfigError(f"paper.cash must be a finite amount > 0, got {self.cash}")
         for name in ("max_gross", "max_turnover", "fallback_lag"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"paper.{name} must be > 0, got {getattr(self, name)}")

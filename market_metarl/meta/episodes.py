@@ -229,6 +229,16 @@ class TaskPool:
         """Indices of tasks with at least ``days`` decision days."""
         return np.flatnonzero(self.lengths >= days)
 
+    def require(self, days: int) -> np.ndarray:
+        """:meth:`eligible`, or a :class:`DataError` when no task has ``days`` decision days."""
+        pool = self.eligible(days)
+        if len(pool) == 0:
+            raise DataError(
+                f"no task has {days} decision days (longest: {self.lengths.max()}); "
+                "lower adapt_days/horizon or raise regimes.min_task_days"
+            )
+        return pool
+
     def sample(
         self, batch: int, days: int, rng: np.random.Generator, from_start: bool = False
     ) -> Episode:
@@ -241,12 +251,7 @@ class TaskPool:
         Raises:
             DataError: No task has ``days`` decision days.
         """
-        pool = self.eligible(days)
-        if len(pool) == 0:
-            raise DataError(
-                f"no task has {days} decision days (longest: {self.lengths.max()}); "
-                "lower adapt_days/horizon or raise regimes.min_task_days"
-            )
+        pool = self.require(days)
         rows = rng.choice(pool, size=batch, replace=len(pool) < batch)
         offsets = [
             0 if from_start else int(rng.integers(0, self.lengths[r] - days + 1)) for r in rows

@@ -16,7 +16,9 @@ import csv
 import hashlib
 import json
 import platform
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,35 @@ def open_run(
     }
     write_run_json(run_dir, state)
     return state
+
+
+RUN_FILES = ("config.toml", "run.json", DATA_REPAIRS, "metrics.csv")
+"""The files of a run directory besides ``checkpoints/``."""
+
+
+@contextmanager
+def discard_if_unfinished(run_dir: Path, fresh: bool) -> Iterator[None]:
+    """Remove a new run's files when training fails (or is interrupted) before a checkpoint.
+
+    A failed ``train`` leaves no half-written run behind: the folder is removed if this call
+    created it, else only the run's own files are. Once a checkpoint is written the run is kept,
+    since ``--resume`` continues it; a resumed run (``fresh=False``) and a folder that already
+    held a run are never touched.
+    """
+    created = not run_dir.exists()
+    held_run = (run_dir / "run.json").exists()
+    try:
+        yield
+    except BaseException:
+        checkpoints = run_dir / "checkpoints"
+        if fresh and not held_run and not any(checkpoints.glob("*.pt")):
+            if created:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                for name in RUN_FILES:
+                    (run_dir / name).unlink(missing_ok=True)
+                shutil.rmtree(checkpoints, ignore_errors=True)
+        raise
 
 
 def write_run_json(run_dir: Path, state: dict[str, Any]) -> None:

@@ -15,17 +15,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from market_metarl.meta.contracts import Learner
+from market_metarl.meta.episodes import TaskPool
 from market_metarl.meta.experiment import BuildContext, Experiment
 from market_metarl.meta.registry import get_algorithm
 from market_metarl.meta.rundir import (
     Shapes,
     append_metrics,
     checkpoint_path,
+    discard_if_unfinished,
     learner_names,
     open_run,
     restore,
@@ -92,13 +95,34 @@ def train(
         ConfigError: Unknown algorithm.
         RunError: ``out`` holds a different run (or one that cannot be resumed).
     """
-    # setup
+    # setup: every check that needs no training is made before the run directory is written
     run_dir = Path(out)
     learners = learner_names(algo, get_algorithm(algo).with_pooled)
-    state = open_run(run_dir, exp, algo, learners, seed, resume)
     pool = exp.pool("train")
+    pool.require(exp.train.window_days)
     shapes = Shapes.of(pool)
-    state["shapes"] = shapes.to_json()
+    with discard_if_unfinished(run_dir, fresh=not resume):
+        state = open_run(run_dir, exp, algo, learners, seed, resume)
+        state["shapes"] = shapes.to_json()
+        _train_learners(
+            exp, run_dir, learners, state, pool, shapes, seed, resume, on_event, backend
+        )
+    return run_dir
+
+
+def _train_learners(
+    exp: Experiment,
+    run_dir: Path,
+    learners: list[str],
+    state: dict[str, Any],
+    pool: TaskPool,
+    shapes: Shapes,
+    seed: int,
+    resume: bool,
+    on_event: Callable[[TrainEvent], None] | None,
+    backend: Backend,
+) -> None:
+    """The training loop of :func:`train`, over each learner in turn."""
     observations = pool.all_observations()
     # one torch thread by default (small tensors), the caller's setting restored afterwards
     with torch_threads(exp.train.threads):
@@ -134,7 +158,6 @@ def train(
                     rows = []
                     if on_event is not None:
                         on_event(TrainEvent(name, it + 1, learner.iterations, metrics))
-    return run_dir
 
 
 @contextmanager

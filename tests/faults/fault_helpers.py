@@ -1,0 +1,135 @@
+"""Shared pieces of the fault-injection tests: a fork server that runs CLI commands and kills
+them, the counts each test reports, and a tiny config."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FORK_SERVER = Path(__file__).with_name("fork_server.py")
+TINY_TOML = """
+[data]
+symbols = ["synthetic:ar-regimes?seed=1&tasks=60&days=71"]
+warmup_days = 2
+[regimes]
+method = "known"
+min_task_days = 71
+[splits]
+train = ["2000-01-01", "2009-12-31"]
+test = ["2010-03-01", "2019-12-31"]
+embargo_days = 20
+[costs]
+fee_bps = 1.0
+slippage_bps = 2.0
+[features]
+vol_window = 0
+momentum_horizons = []
+volume_window = 0
+drawdown = false
+[env]
+window = 2
+action = "continuous"
+max_drawdown = 1.0
+[train]
+iterations = 12
+checkpoint_every = 1
+position_input = true
+adapt_days = 10
+[paper]
+every = 5
+max_gross = 10.0
+max_turnover = 10.0
+max_drawdown = 1.0
+fallback = false
+"""
+"""A tiny synthetic task distribution: trains in about a second, checkpoints every iteration."""
+
+
+@dataclass
+class Counts:
+    """What a fault test did, printed in the test output."""
+
+    kills: int = 0
+    resumes: int = 0
+    equal: int = 0
+    signals: dict[str, int] = field(default_factory=dict)
+
+    def report(self, what: str) -> str:
+        sigs = ", ".join(f"{k} {v}" for k, v in sorted(self.signals.items()))
+        return f"{what}: {self.kills} kills ({sigs}), {self.resumes} reruns, {self.equal} equal"
+
+
+class ForkServer:
+    """Runs CLI commands in children forked from one warm process (see ``fork_server.py``)."""
+
+    def __init__(self, cwd: Path) -> None:
+        """Start the server in ``cwd``."""
+        self.proc = subprocess.Popen(
+            [sys.executable, str(FORK_SERVER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=cwd,
+        )
+        assert self._line() == "ready"
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, "the fork server died"
+        return line.strip()
+
+    def run(
+        self, argv: list[str], kill_after: float | None = None, sig: int = signal.SIGKILL
+    ) -> tuple[int, float]:
+        """Run ``argv``; with ``kill_after``, send ``sig`` that many seconds after it started.
+
+        Returns:
+            The exit code (negative: the signal that ended it) and the seconds it ran.
+        """
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(argv) + "\n")
+        self.proc.stdin.flush()
+        line = self._line()
+        start = time.perf_counter()
+        pid = int(line.split()[1])
+        if kill_after is not None:
+            time.sleep(kill_after)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        while not (line := self._line()).startswith("exit "):
+            pass
+        return int(line.split()[1]), time.perf_counter() - start
+
+    def close(self) -> None:
+        """Stop the server."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+TRAIN = ["train", "--config", "tiny.toml", "--algo", "pooled"]
+"""The ``train`` command of the fault tests (``--out`` added)."""
+
+
+def check_ledger(db: Path) -> None:
+    """SQLite integrity, and no order or step recorded twice."""
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        orders = conn.execute("SELECT COUNT(*), COUNT(DISTINCT client_id) FROM orders").fetchone()
+        assert orders[0] == orders[1]
+        steps = conn.execute("SELECT COUNT(*), COUNT(DISTINCT date) FROM steps").fetchone()
+        assert steps[0] == steps[1]
+    finally:
+        conn.close()
