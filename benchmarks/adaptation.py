@@ -18,9 +18,7 @@ accuracy >= 0.9 (the Bayes rule, the sign of sum r[t] r[t+1], is printed beside 
 Goals (issue 5): MAML >= 0.75 of the oracle, RL^2 >= 0.9, pooled <= 0.3; real-data meta-training
 under 10 minutes on 2 cores; adapting to one task under 100 ms.
 
-Usage: ``python benchmarks/adaptation.py [--part synthetic|real|all] [--seeds N] [--quick]
-[--workers N]`` (``--workers``: train every run ahead in N processes; the same runs, so the same
-figures, except the training times).
+Usage: ``python benchmarks/adaptation.py [--part synthetic|real|all] [--seeds N] [--quick]``.
 The last line printed is one JSON object with every figure.
 """
 
@@ -28,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,43 +76,11 @@ def sharpes(results: list[TaskResult], post: bool = True) -> np.ndarray:
     return np.array([r.post_sharpe if post else r.pre_sharpe for r in results])
 
 
-PRETRAINED: dict[str, float] = {}
-"""Run directory -> training seconds of the runs trained ahead by :func:`pretrain`."""
-
-
 def train_run(exp: Experiment, algo: str, seed: int, workdir: Path) -> tuple[TrainedRun, float]:
     out = workdir / f"{algo}-s{seed}"
-    if str(out) in PRETRAINED:
-        return TrainedRun.open(out), PRETRAINED[str(out)]
     t0 = time.perf_counter()
     train(exp, algo, out, seed=seed)
     return TrainedRun.open(out), time.perf_counter() - t0
-
-
-def _train_job(job: tuple[Experiment, str, int, str]) -> tuple[str, float]:
-    exp, algo, seed, out = job
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    train(exp, algo, out, seed=seed)
-    return out, time.perf_counter() - t0
-
-
-def pretrain(jobs: list[tuple[Experiment, str, int, str]], workers: int) -> None:
-    """Train every run ahead, ``workers`` processes at once (the same runs as in sequence)."""
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        for out, seconds in pool.map(_train_job, jobs):
-            PRETRAINED[out] = seconds
-
-
-def experiments(quick: bool) -> dict[str, Experiment]:
-    """The synthetic and real experiments of the two parts (``quick``: tiny budgets)."""
-    syn = Experiment.from_file(str(ROOT / "envs" / "synthetic.toml"))
-    real = Experiment.from_file(str(ROOT / "envs" / "default.toml"))
-    if quick:
-        syn = replace(syn, train=replace(syn.train, iterations=60))
-        real = replace(real, train=replace(real.train, iterations=20))
-    return {"synthetic": syn, "real": real}
 
 
 def adapt_time_ms(agent: object, episode: object, k_days: int, repeats: int = 20) -> float:
@@ -172,7 +136,9 @@ def pearl_probe(exp: Experiment, run: TrainedRun, test: object, k: int) -> float
 
 
 def synthetic_part(seeds: int, quick: bool, workdir: Path) -> dict[str, object]:
-    exp = experiments(quick)["synthetic"]
+    exp = Experiment.from_file(str(ROOT / "envs" / "synthetic.toml"))
+    if quick:
+        exp = replace(exp, train=replace(exp.train, iterations=60))
     k, h = exp.train.adapt_days, exp.train.horizon
     test_tasks = exp.tasks.split("test")
     episode = exp.pool("test").episode(list(range(len(test_tasks))), exp.train.window_days)
@@ -269,7 +235,9 @@ def synthetic_part(seeds: int, quick: bool, workdir: Path) -> dict[str, object]:
 
 
 def real_part(seeds: int, quick: bool, workdir: Path) -> dict[str, object]:
-    exp = experiments(quick)["real"]
+    exp = Experiment.from_file(str(ROOT / "envs" / "default.toml"))
+    if quick:
+        exp = replace(exp, train=replace(exp.train, iterations=20))
     k, h = exp.train.adapt_days, exp.train.horizon
     pool = exp.pool("test")
     eligible = pool.eligible(exp.train.window_days)
@@ -332,23 +300,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--real-seeds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke run")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="train every run ahead in this many processes"
-    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     out: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.workers > 1:
-            exps, jobs = experiments(args.quick), []
-            for part, seeds in (("synthetic", args.seeds), ("real", args.real_seeds)):
-                if args.part in (part, "all"):
-                    jobs += [
-                        (exps[part], algo, seed, str(Path(tmp) / part / f"{algo}-s{seed}"))
-                        for seed in range(seeds)
-                        for algo in ("model_based", "pearl", "maml", "rl2")
-                    ]
-            pretrain(jobs, args.workers)
         if args.part in ("synthetic", "all"):
             out["synthetic"] = synthetic_part(args.seeds, args.quick, Path(tmp))
             syn = out["synthetic"]
