@@ -39,7 +39,7 @@ Usage::
 
     python benchmarks/real_adaptation.py [--config envs/real.toml] [--algo maml,rl2] [--seeds 5]
         [--val-seeds 5] [--grid train.maml.inner_lr=0.01,0.05] [--every 20] [--block 20]
-        [--workers 2] [--workdir DIR] [--quick]
+        [--workers 2] [--workdir DIR] [--quick] [--validation-only]
 
 The last line printed is one JSON object: ``config``, ``algo`` (the chosen one), ``candidates``
 (every algorithm x grid combination tried on validation), ``grid``, ``chosen`` (settings),
@@ -264,13 +264,18 @@ def choose_on_validation(
     exp: Experiment, runs: Sequence[Path], universe: Universe, every: int, workers: int
 ) -> dict[str, Any]:
     """Validation score of one combination: the equal-weight portfolio Sharpe of ``adapted``
-    (seed-averaged) over every asset with validation data, and that portfolio's daily returns."""
+    (seed-averaged) over every asset with validation data, and that portfolio's daily returns;
+    ``zeroshot`` and ``pooled`` beside it (what adapting adds on validation, for ablations)."""
     assets = universe.panel([*universe.few_shot, *universe.zero_shot])
-    per_seed = learned_returns(exp, runs, assets, universe.val, every, ("adapted",), workers)
+    names = ("adapted", "zeroshot", "pooled")
+    per_seed = learned_returns(exp, runs, assets, universe.val, every, names, workers)
     books = _seed_books(per_seed)
-    portfolio = equal_weight({sym: r for (s, sym), r in books.items() if s == "adapted"})
+    ports = {n: equal_weight({y: r for (s, y), r in books.items() if s == n}) for n in names}
+    portfolio = ports["adapted"]
     return {
         "sharpe": round(ew_sharpe(portfolio), 4),
+        "zeroshot": round(ew_sharpe(ports["zeroshot"].loc[portfolio.index]), 4),
+        "pooled": round(ew_sharpe(ports["pooled"].loc[portfolio.index]), 4),
         "days": len(portfolio),
         "daily": list(portfolio),
     }
@@ -378,6 +383,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--workdir", default=None, help="keep trained runs here (reused on reruns)")
     p.add_argument("--quick", action="store_true", help="tiny budgets and few assets: a smoke run")
+    p.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="stop after the validation table (ablations: the test split stays untouched)",
+    )
     args = p.parse_args(argv)
     if args.block < 20:
         p.error("--block must be >= 20 days (returns are autocorrelated in volatility)")
@@ -450,10 +460,18 @@ def main(argv: list[str] | None = None) -> None:
     for (exp, algo, _), (_, settings), runs in zip(setups, candidates, val_runs, strict=True):
         score = choose_on_validation(exp, runs, universe, args.every, args.workers)
         trials.append({"algo": algo, "settings": settings, **score})
-        print(f"validation {algo} {settings or ''}: adapted EW Sharpe {score['sharpe']:.3f}")
+        print(
+            f"validation {algo} {settings or ''}: adapted EW Sharpe {score['sharpe']:.3f} "
+            f"(never adapted {score['zeroshot']:.3f}, pooled twin {score['pooled']:.3f})"
+        )
     best, deflated = pick_best(trials)
     algo, chosen = candidates[best]
     print(f"chosen on validation: {algo} {chosen or ''}; deflated Sharpe {deflated}", flush=True)
+    if args.validation_only:
+        print(json.dumps({"candidates": [f"{a} {c}" for a, c in candidates], "trials": trials,
+                          "deflated_sharpe": deflated, "seconds": round(time.perf_counter() - t0, 1)},
+                         default=_json_default))  # fmt: skip
+        return
 
     # test, once: the chosen candidate with every seed (its validation seeds reused)
     exp = Experiment.from_config(with_settings(cfg, chosen))
