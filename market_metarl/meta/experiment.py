@@ -22,7 +22,7 @@ from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.spec import EnvSpec, env_spec_from_config
 from market_metarl.meta.contracts import check_adapt_days
 from market_metarl.meta.episodes import TaskPool
-from market_metarl.meta.policies import Head, PolicySpec
+from market_metarl.meta.policies import Head, MLPPolicy, PolicySpec, seeded_mlp
 from market_metarl.meta.registry import algorithm_names, check_name, get_algorithm
 from market_metarl.parallel import Backend
 from market_metarl.types import ConfigError, TaskSpec
@@ -302,3 +302,18 @@ class BuildContext:
     def position_slice(self) -> slice:
         """The held weights' slice of an observation."""
         return slice(*self.position)
+
+    def mlp_policy(self) -> MLPPolicy:
+        """The ``[train]`` MLP policy of MAML and the pooled twin, seeded from ``seed``.
+
+        Its normaliser is fitted on ``observations`` when given, and its position input is masked
+        unless ``train.position_input``.
+        """
+        train = self.experiment.train
+        spec = train.policy_spec(self.experiment.env)
+        policy = seeded_mlp(self.obs_dim, self.n_assets, spec, self.seed)
+        if self.observations is not None:
+            policy.norm.fit(self.observations, keep=self.position_slice)
+        if not train.position_input:
+            policy.mask_inputs(self.position_slice)
+        return policy

@@ -38,7 +38,7 @@ from market_metarl.meta.agents import GradientAgent, InnerLoop
 from market_metarl.meta.episodes import Episode, Windows
 from market_metarl.meta.experiment import BuildContext
 from market_metarl.meta.optim import LazyAdam
-from market_metarl.meta.policies import MLPPolicy, seeded_mlp
+from market_metarl.meta.policies import MLPPolicy
 from market_metarl.meta.registry import Algorithm
 from market_metarl.meta.rollout import loss_fn, task_losses
 from market_metarl.parallel import LOCAL, Backend
@@ -304,11 +304,7 @@ def build(ctx: BuildContext) -> MAMLLearner:
     """A fresh MAML learner from ``[train]`` and ``[train.maml]``."""
     train = ctx.experiment.train
     cfg: MAMLConfig = train.of("maml")
-    policy = seeded_mlp(ctx.obs_dim, ctx.n_assets, train.policy_spec(ctx.experiment.env), ctx.seed)
-    if ctx.observations is not None:
-        policy.norm.fit(ctx.observations, keep=ctx.position_slice)
-    if not train.position_input:
-        policy.mask_inputs(ctx.position_slice)
+    policy = ctx.mlp_policy()
     return MAMLLearner(
         policy,
         Windows(train.adapt_days, train.horizon),

@@ -17,7 +17,7 @@ from market_metarl.meta.agents import GradientAgent, InnerLoop, ScratchAgent
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.experiment import BuildContext
 from market_metarl.meta.optim import LazyAdam
-from market_metarl.meta.policies import MLPPolicy, seeded_mlp
+from market_metarl.meta.policies import MLPPolicy
 from market_metarl.meta.registry import Algorithm
 from market_metarl.meta.rollout import loss_fn
 from market_metarl.seeding import child_seed
@@ -147,11 +147,7 @@ def build(ctx: BuildContext) -> PooledLearner:
     """A fresh pooled learner from ``[train]`` and ``[train.pooled]``."""
     train = ctx.experiment.train
     cfg: PooledConfig = train.of("pooled")
-    policy = seeded_mlp(ctx.obs_dim, ctx.n_assets, train.policy_spec(ctx.experiment.env), ctx.seed)
-    if ctx.observations is not None:
-        policy.norm.fit(ctx.observations, keep=ctx.position_slice)
-    if not train.position_input:
-        policy.mask_inputs(ctx.position_slice)
+    policy = ctx.mlp_policy()
     return PooledLearner(
         policy,
         lr=train.outer_lr,
