@@ -440,7 +440,8 @@ def main(argv: list[str] | None = None) -> None:
     grid = parse_grid(args.grid)
     candidates = [(a, c) for a in algos for c in (combinations(grid) or [{}])]
     workdir = Path(args.workdir) if args.workdir else Path("/tmp") / "real_adaptation"
-    universe = Universe.load(Experiment.from_config(cfg))
+    base = Experiment.from_config(cfg)  # the task set takes seconds: built once per settings
+    universe = Universe.load(base)
     if args.quick:
         universe = universe.subset(
             universe.few_shot[:4] + universe.few_shot[-2:], universe.zero_shot[:2]
@@ -452,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # validation: every (algorithm, settings) with val-seeds seeds; the best by adapted's EW Sharpe
     setups = [
-        (Experiment.from_config(with_settings(cfg, c)), a, workdir / f"{a}-combo{i}")
+        (Experiment.from_config(with_settings(cfg, c)) if c else base, a, workdir / f"{a}-combo{i}")
         for i, (a, c) in enumerate(candidates)
     ]
     val_runs = train_many(setups, range(args.val_seeds), args.workers)
@@ -474,7 +475,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     # test, once: the chosen candidate with every seed (its validation seeds reused)
-    exp = Experiment.from_config(with_settings(cfg, chosen))
+    exp = setups[best][0]
     where = workdir / f"{algo}-combo{best}"
     runs = train_seeds(exp, algo, range(args.seeds), where, args.workers)
     out: dict[str, Any] = {}
