@@ -21,9 +21,11 @@ from market_metarl.data.tasks import TaskSet, taskset_from_config
 from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.spec import EnvSpec, env_spec_from_config
 from market_metarl.meta.contracts import check_adapt_days
-from market_metarl.meta.episodes import TaskPool
+from market_metarl.meta.episodes import TaskPool, feature_index
+from market_metarl.meta.objectives import Objective, ObjectiveName
 from market_metarl.meta.policies import Head, MLPPolicy, PolicySpec, seeded_mlp
 from market_metarl.meta.registry import algorithm_names, check_name, get_algorithm
+from market_metarl.meta.sizing import read_volatility
 from market_metarl.parallel import Backend
 from market_metarl.types import ConfigError, TaskSpec
 
@@ -110,6 +112,14 @@ class TrainConfig:
             the MLP learners (MAML and pooled).
         grad_clip: Global gradient-norm clip of the updates.
         checkpoint_every: Iterations between checkpoints (and metrics rows).
+        vol_target: Volatility-scaled positions when > 0 (annualised, e.g. 0.15): the policy's
+            output is a signal and its weight ``signal * min(vol_target / sigma_hat_t,
+            max_leverage)`` (:class:`~market_metarl.meta.policies.PolicySpec`); needs the ``vol``
+            feature (``[features] vol_window >= 2``). MAML, the pooled twin and RL^2.
+        objective: ``log_return``, ``sharpe`` or ``mean_variance``: what the pathwise learners
+            fit, in training and in adaptation (:mod:`market_metarl.meta.objectives`).
+        risk_aversion: Weight of the variance under ``mean_variance``.
+        turnover_bps: Extra charge per unit of traded weight in the objective (basis points).
         threads: Torch intra-op threads while training (set by the trainer, the previous value
             restored afterwards). The learners' tensors are small: one thread is usually the
             fastest, and leaves the other cores to other runs (``benchmarks/training_speed.py``).
@@ -130,6 +140,10 @@ class TrainConfig:
     estimator: Literal["pathwise", "score_function"] = "pathwise"
     grad_clip: float = 1.0
     checkpoint_every: int = 50
+    vol_target: float = 0.0
+    objective: ObjectiveName = "log_return"
+    risk_aversion: float = 1.0
+    turnover_bps: float = 0.0
     threads: int = 1
     tables: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -147,6 +161,11 @@ class TrainConfig:
         for name in ("outer_lr", "grad_clip"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        self.objective_spec()
+
+    def objective_spec(self) -> Objective:
+        """The pathwise learners' :class:`~market_metarl.meta.objectives.Objective`."""
+        return Objective(self.objective, self.risk_aversion, self.turnover_bps)
 
     @property
     def window_days(self) -> int:
@@ -173,6 +192,8 @@ class TrainConfig:
             max_leverage=env.max_leverage,
             long_only=env.long_only,
             position_input=self.position_input,
+            vol_target=self.vol_target,
+            objective=self.objective_spec(),
         )
 
 
@@ -316,4 +337,35 @@ class BuildContext:
             policy.norm.fit(self.observations, keep=self.position_slice)
         if not train.position_input:
             policy.mask_inputs(self.position_slice)
+        if train.vol_target:
+            read_volatility(policy, self.vol_indices())
         return policy
+
+    def plain_objective_only(self, algo: str) -> None:
+        """Refuse the pathwise objectives and volatility scaling for a learner without them.
+
+        Raises:
+            ConfigError: ``train.objective``, ``train.turnover_bps`` or ``train.vol_target`` is
+                set away from its default.
+        """
+        train = self.experiment.train
+        if train.vol_target or not train.objective_spec().is_default:
+            raise ConfigError(
+                f"{algo} trains on the mean log return with unscaled weights; train.objective, "
+                "train.turnover_bps and train.vol_target apply to maml, pooled and rl2 only: "
+                "leave them at their defaults for this algorithm"
+            )
+
+    def vol_indices(self) -> list[int]:
+        """Where each asset's decision-day ``vol`` feature sits in an observation.
+
+        Raises:
+            ConfigError: The ``vol`` feature is off (``[features] vol_window = 0``).
+        """
+        env = self.experiment.env
+        if not env.features.vol_window:
+            raise ConfigError(
+                "train.vol_target sizes positions by the observed volatility, but the vol "
+                "feature is off; set [features] vol_window >= 2 (e.g. 60)"
+            )
+        return [feature_index(env, self.n_assets, "vol", asset=i) for i in range(self.n_assets)]

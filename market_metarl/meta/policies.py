@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.nn.functional import linear
 
+from market_metarl.meta.objectives import LOG_RETURN, Objective
+from market_metarl.meta.sizing import vol_scale
 from market_metarl.types import ConfigError
 
 Head = Literal["deterministic", "categorical", "gaussian"]
@@ -44,6 +46,12 @@ class PolicySpec:
         position_input: Feed the weight held at the decision (already in the env observation);
             without it the policy ignores that part, which lets the pathwise objective run over
             all days at once (no position feedback).
+        vol_target: Volatility-scaled positions when > 0: the network's output is a signal
+            ``s`` in ``[-1, 1]`` (``[0, 1]`` long-only) and the weight is
+            ``s * min(vol_target / sigma_hat_t, max_leverage)``, ``sigma_hat_t`` the observed
+            annualised volatility of the decision day (the ``vol`` feature; 0 weight while it is
+            unknown). A constant signal of 1 is the volatility-targeted long baseline.
+        objective: What the pathwise learners fit the policy to, in training and adaptation.
     """
 
     hidden: int = 32
@@ -53,6 +61,8 @@ class PolicySpec:
     max_leverage: float = 1.0
     long_only: bool = False
     position_input: bool = True
+    vol_target: float = 0.0
+    objective: Objective = LOG_RETURN
 
     def __post_init__(self) -> None:
         """Reject an unknown head, an empty network or a non-positive leverage.
@@ -66,6 +76,11 @@ class PolicySpec:
             raise ConfigError("policy.hidden and policy.layers must be >= 1")
         if self.max_leverage <= 0:
             raise ConfigError(f"policy.max_leverage must be > 0, got {self.max_leverage}")
+        if not self.vol_target >= 0 or self.vol_target == float("inf"):
+            raise ConfigError(
+                f"train.vol_target must be a finite number >= 0 (annualised, e.g. 0.15; 0 turns "
+                f"volatility scaling off), got {self.vol_target!r}"
+            )
 
 
 class Normalizer(nn.Module):
@@ -153,9 +168,19 @@ def _linear_per_task(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
 
 
 def _squash(raw: torch.Tensor, spec: PolicySpec) -> torch.Tensor:
+    """Weights (or, with ``vol_target``, signals in ``[-1, 1]``) from pre-squash outputs."""
+    bound = 1.0 if spec.vol_target else spec.max_leverage
     if spec.long_only:
-        return spec.max_leverage * torch.sigmoid(raw)
-    return spec.max_leverage * torch.tanh(raw)
+        return bound * torch.sigmoid(raw)
+    return bound * torch.tanh(raw)
+
+
+def _sized(policy: MLPPolicy | GRUPolicy, w: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """``w`` times :func:`~market_metarl.meta.sizing.vol_scale` of ``obs`` under ``vol_target``."""
+    spec = policy.spec
+    if not spec.vol_target:
+        return w
+    return w * vol_scale(obs, policy.vol_index, spec.vol_target, spec.max_leverage).to(w.dtype)
 
 
 class MLPPolicy(nn.Module):
@@ -163,6 +188,7 @@ class MLPPolicy(nn.Module):
 
     input_mask: torch.Tensor
     levels: torch.Tensor
+    vol_index: torch.Tensor
 
     def __init__(self, obs_dim: int, n_assets: int, spec: PolicySpec) -> None:
         """Build the body and the head ``spec`` names (initialised from the global torch RNG).
@@ -191,10 +217,16 @@ class MLPPolicy(nn.Module):
             self.out = nn.Linear(d, n_assets)
         if spec.head == "gaussian":
             self.log_std = nn.Parameter(torch.full((n_assets,), -1.0))
+        if spec.vol_target:
+            self.register_buffer("vol_index", torch.zeros(n_assets, dtype=torch.long))
 
     def mask_inputs(self, position: slice) -> None:
         """Ignore the observation's position part (``position_input=False``)."""
         self.input_mask[position] = 0.0
+
+    def sized(self, w: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Signals times :func:`vol_scale` under ``vol_target``; the weights as they are otherwise."""
+        return _sized(self, w, obs)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """The body's output ``(..., hidden)`` on normalised, masked observations."""
@@ -205,17 +237,28 @@ class MLPPolicy(nn.Module):
 
         With ``raw`` the head's logits (categorical) or pre-squash means are returned instead.
         """
-        return self.head(self.out(self.features(obs)), raw)
+        return self.head(self.out(self.features(obs)), raw, obs)
 
-    def head(self, z: torch.Tensor, raw: bool = False) -> torch.Tensor:
-        """Target weights ``(..., n_assets)`` from the output layer's ``z`` (see :meth:`forward`)."""
+    def head(
+        self, z: torch.Tensor, raw: bool = False, obs: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Target weights ``(..., n_assets)`` from the output layer's ``z`` (see :meth:`forward`).
+
+        ``obs`` (the raw observations of ``z``) sizes the signals of a ``vol_target`` policy.
+        """
         if raw:
             return z
         if self.spec.head == "categorical":
             probs = torch.softmax(z, -1)
-            levels = self.levels.clamp(-self.spec.max_leverage, self.spec.max_leverage)
-            return (probs * levels).sum(-1, keepdim=True)
-        return _squash(z, self.spec)
+            bound = 1.0 if self.spec.vol_target else self.spec.max_leverage
+            w = (probs * self.levels.clamp(-bound, bound)).sum(-1, keepdim=True)
+        else:
+            w = _squash(z, self.spec)
+        if self.spec.vol_target:
+            if obs is None:
+                raise ValueError("a vol_target policy needs the observations to size its weights")
+            w = self.sized(w, obs)
+        return w
 
     def forward_with(
         self, params: Mapping[str, torch.Tensor], obs: torch.Tensor, raw: bool = False
@@ -239,7 +282,7 @@ class MLPPolicy(nn.Module):
         z = linear(
             x, params.get("out.weight", self.out.weight), params.get("out.bias", self.out.bias)
         )
-        return self.head(z, raw)
+        return self.head(z, raw, obs)
 
     def forward_per_task(
         self, params: Mapping[str, torch.Tensor], obs: torch.Tensor
@@ -257,13 +300,14 @@ class MLPPolicy(nn.Module):
             Target weights ``(B, n_assets)`` or ``(B, D, n_assets)``.
         """
         one_day = obs.dim() == 2
-        x = self.norm(obs.unsqueeze(1) if one_day else obs) * self.input_mask
+        obs = obs.unsqueeze(1) if one_day else obs
+        x = self.norm(obs) * self.input_mask
         for name, layer in self.body.named_children():
             if isinstance(layer, nn.Linear):
                 x = _linear_per_task(x, params[f"body.{name}.weight"], params[f"body.{name}.bias"])
             else:
                 x = layer(x)
-        w = self.head(_linear_per_task(x, params["out.weight"], params["out.bias"]))
+        w = self.head(_linear_per_task(x, params["out.weight"], params["out.bias"]), obs=obs)
         return w.squeeze(1) if one_day else w
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Distribution:
@@ -284,11 +328,14 @@ class MLPPolicy(nn.Module):
         std = log_std.exp() if log_std is not None else torch.full_like(z, 0.3)
         return torch.distributions.Normal(z, std)
 
-    def weight_of(self, sample: torch.Tensor) -> torch.Tensor:
-        """Target weights of sampled actions from :meth:`distribution`."""
+    def weight_of(self, sample: torch.Tensor, obs: torch.Tensor | None = None) -> torch.Tensor:
+        """Target weights of sampled actions from :meth:`distribution` (taken at ``obs``)."""
         if self.spec.head == "categorical":
-            return self.levels[sample].unsqueeze(-1)
-        return _squash(sample, self.spec)
+            bound = 1.0 if self.spec.vol_target else self.spec.max_leverage
+            w = self.levels.clamp(-bound, bound)[sample].unsqueeze(-1)
+        else:
+            w = _squash(sample, self.spec)
+        return w if obs is None else self.sized(w, obs)
 
 
 class GRUPolicy(nn.Module):
@@ -297,6 +344,8 @@ class GRUPolicy(nn.Module):
     Its hidden state is the adaptation: after the support days it encodes what the policy has
     learned about the regime, and it keeps updating as new days come.
     """
+
+    vol_index: torch.Tensor
 
     def __init__(self, obs_dim: int, n_assets: int, spec: PolicySpec) -> None:
         """A GRU cell of ``spec.hidden`` units over ``obs_dim + N + 1`` inputs, and a linear head.
@@ -314,6 +363,8 @@ class GRUPolicy(nn.Module):
         self.cell = nn.GRUCell(obs_dim + n_assets + 1, spec.hidden)
         self.out = nn.Linear(spec.hidden, n_assets)
         self.reward_scale = 100.0  # daily log returns are ~1e-2: read them in per cent
+        if spec.vol_target:
+            self.register_buffer("vol_index", torch.zeros(n_assets, dtype=torch.long))
 
     def initial_state(self, batch: int) -> torch.Tensor:
         """The hidden state before any day, zeros ``(batch, hidden)``."""
@@ -331,7 +382,7 @@ class GRUPolicy(nn.Module):
             [self.norm(obs), prev_weight, prev_reward.unsqueeze(-1) * self.reward_scale], -1
         )
         h = self.cell(x, h)
-        return _squash(self.out(h), self.spec), h
+        return _sized(self, _squash(self.out(h), self.spec), obs), h
 
 
 def seeded_mlp(obs_dim: int, n_assets: int, spec: PolicySpec, seed: int) -> MLPPolicy:

@@ -21,10 +21,8 @@ import torch
 from market_metarl.envs.accounting import drift, log_returns
 from market_metarl.meta.adapt import Params
 from market_metarl.meta.episodes import Episode
+from market_metarl.meta.objectives import PNL_SCALE, task_objective
 from market_metarl.meta.policies import GRUPolicy, MLPPolicy
-
-PNL_SCALE = 100.0
-"""Losses are daily log returns in per cent, so gradients have a workable scale."""
 
 
 def held_after_close(prev_target: torch.Tensor, ep: Episode, t: int) -> torch.Tensor:
@@ -73,19 +71,26 @@ def episode_log_returns(ep: Episode, weights: torch.Tensor) -> torch.Tensor:
 
 
 def mlp_loss(policy: MLPPolicy, params: Mapping[str, torch.Tensor], ep: Episode) -> torch.Tensor:
-    """Minus the mean daily log return (per cent) of the policy over the episode."""
-    return -episode_log_returns(ep, mlp_weights(policy, params, ep)).mean() * PNL_SCALE
+    """The policy's objective over the episode, averaged over its tasks (see :func:`task_losses`).
+
+    Under the default objective: minus the mean daily log return (per cent).
+    """
+    if policy.spec.objective.is_default:  # the expression of the recorded parameter digests
+        return -episode_log_returns(ep, mlp_weights(policy, params, ep)).mean() * PNL_SCALE
+    return task_losses(policy, params, ep).mean()
 
 
 def task_losses(
     policy: MLPPolicy, params: Mapping[str, torch.Tensor], ep: Episode, per_task: bool = False
 ) -> torch.Tensor:
-    """Each task's :func:`mlp_loss`, ``(B,)``: minus its mean daily log return (per cent).
+    """Each task's loss ``(B,)`` under the policy's objective (``policy.spec.objective``).
 
-    With ``per_task`` the parameters carry a leading task axis (see :func:`mlp_weights`).
+    The default objective is minus the mean daily log return (per cent);
+    :func:`~market_metarl.meta.objectives.task_objective` has the others. With ``per_task`` the
+    parameters carry a leading task axis (see :func:`mlp_weights`).
     """
-    rets = episode_log_returns(ep, mlp_weights(policy, params, ep, per_task))
-    return -rets.mean(1) * PNL_SCALE
+    weights = mlp_weights(policy, params, ep, per_task)
+    return task_objective(episode_log_returns(ep, weights), weights, policy.spec.objective)
 
 
 def gru_rollout(
@@ -174,7 +179,7 @@ def pg_loss(
     dist = call_distribution(policy, params, obs)
     with torch.no_grad():  # the score function differentiates log p(a), never the sample
         sample = dist.sample() if generator is None else _sample(dist, generator)
-    weights = policy.weight_of(sample).double()
+    weights = policy.weight_of(sample, obs).double()
     with torch.no_grad():
         rets = episode_log_returns(ep, weights) * PNL_SCALE
         to_go = rets.flip(1).cumsum(1).flip(1)

@@ -83,13 +83,21 @@ def test_per_task_clipping_clips_each_task_alone() -> None:
     assert norms[0] < 1.0 and torch.allclose(norms[1:], torch.tensor(2.0))
 
 
-def _learners(**maml: Any) -> tuple[Experiment, MAMLLearner, MAMLLearner]:
+def _learners(
+    train: dict[str, Any] | None = None, **maml: Any
+) -> tuple[Experiment, MAMLLearner, MAMLLearner]:
     """A per-task and a vectorised learner from the same seed, with costs and position feedback.
 
     The leverage of 3 makes one task's inner gradient norm exceed the clip of 10 (~14) and the
-    others stay under it (~2-4), so clipping each task alone is tested too.
+    others stay under it (~2-4), so clipping each task alone is tested too. ``train`` sets
+    ``[train]`` keys (a volatility target also turns the ``vol`` feature on).
     """
-    cfg = small_config(position_input=True, adapt_days=6, horizon=20, maml={"batch": 5, **maml})
+    train = train or {}
+    cfg = small_config(
+        position_input=True, adapt_days=6, horizon=20, maml={"batch": 5, **maml}, **train
+    )
+    if train.get("vol_target"):
+        cfg["features"]["vol_window"] = 5
     cfg["costs"] = {"fee_bps": 5.0, "slippage_bps": 5.0, "borrow_bps_annual": 50.0}
     cfg["env"]["max_leverage"] = 3.0
     exp = Experiment.from_config(cfg)
@@ -114,6 +122,8 @@ def _agent_tensors(learner: MAMLLearner) -> dict[str, torch.Tensor]:
         {},  # second order, learned step sizes
         {"first_order": True},
         {"inner_steps": 2, "learn_inner_lr": False, "inner_lr": 0.2},
+        {"train": {"objective": "sharpe", "vol_target": 0.15, "turnover_bps": 5.0}},
+        {"train": {"objective": "mean_variance", "risk_aversion": 4.0}, "inner_steps": 2},
     ],
 )
 def test_vectorised_meta_batch_trains_the_per_task_parameters(maml: dict[str, Any]) -> None:

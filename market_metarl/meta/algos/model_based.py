@@ -253,6 +253,7 @@ def build(ctx: BuildContext) -> ModelBasedLearner:
     ``ctx.observations`` (meta-training tasks only) fit the input normaliser and the return scale
     (their ``log_ret`` columns); a learner that will load a checkpoint does not need them.
     """
+    ctx.plain_objective_only("model_based")
     train, env = ctx.experiment.train, ctx.experiment.env
     cfg: ModelBasedConfig = train.of("model_based")
     position = ctx.position_slice

@@ -236,6 +236,7 @@ def build(ctx: BuildContext) -> PearlLearner:
 
     ``ctx.observations`` (meta-training tasks only) fit the input normalisers and the return scale.
     """
+    ctx.plain_objective_only("pearl")
     train, env = ctx.experiment.train, ctx.experiment.env
     cfg: PearlConfig = train.of("pearl")
     obs_dim, n_assets, position = ctx.obs_dim, ctx.n_assets, ctx.position_slice

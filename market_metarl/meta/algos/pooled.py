@@ -136,7 +136,7 @@ class PooledLearner:
             {
                 k: v
                 for k, v in self.policy.state_dict().items()
-                if k.startswith(("norm.", "input_mask", "levels"))
+                if k.startswith(("norm.", "input_mask", "levels", "vol_index"))
             },
             strict=False,
         )

@@ -19,10 +19,12 @@ import torch
 from market_metarl.meta.agents import RL2Agent
 from market_metarl.meta.episodes import Episode, Windows
 from market_metarl.meta.experiment import BuildContext
+from market_metarl.meta.objectives import task_objective
 from market_metarl.meta.optim import LazyAdam
 from market_metarl.meta.policies import GRUPolicy, seeded_gru
 from market_metarl.meta.registry import Algorithm
 from market_metarl.meta.rollout import PNL_SCALE, gru_rollout
+from market_metarl.meta.sizing import read_volatility
 from market_metarl.types import ConfigError
 
 
@@ -85,8 +87,12 @@ class RL2Learner:
     def step(self, episode: Episode) -> dict[str, float]:
         """One BPTT update over a batch of whole windows."""
         self.opt.zero_grad()
-        _, rets, _, _ = gru_rollout(self.policy, None, episode)
-        loss = -rets.mean() * PNL_SCALE
+        weights, rets, _, _ = gru_rollout(self.policy, None, episode)
+        objective = self.policy.spec.objective
+        if objective.is_default:  # the expression of the recorded parameter digests
+            loss = -rets.mean() * PNL_SCALE
+        else:
+            loss = task_objective(rets, weights, objective).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip)
         self.opt.step()
@@ -125,6 +131,8 @@ def build(ctx: BuildContext) -> RL2Learner:
     policy = seeded_gru(ctx.obs_dim, ctx.n_assets, spec, ctx.seed)
     if ctx.observations is not None:
         policy.norm.fit(ctx.observations, keep=ctx.position_slice)
+    if train.vol_target:
+        read_volatility(policy, ctx.vol_indices())
     return RL2Learner(
         policy,
         Windows(train.adapt_days, train.horizon),

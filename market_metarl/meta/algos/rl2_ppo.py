@@ -281,6 +281,7 @@ class RL2PPOLearner:
 
 def build(ctx: BuildContext) -> RL2PPOLearner:
     """A fresh PPO-trained RL^2 learner from ``[train]`` and ``[train.rl2_ppo]``."""
+    ctx.plain_objective_only("rl2_ppo")
     train = ctx.experiment.train
     cfg: RL2PPOConfig = train.of("rl2_ppo")
     spec = train.policy_spec(ctx.experiment.env, cfg.hidden)
