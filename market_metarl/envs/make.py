@@ -121,7 +121,9 @@ def trading_task(values: Mapping[str, Any], default: TaskSpec) -> TaskSpec:
         return dataclasses.replace(task, source=source, symbol=symbol_name(source))
     if "symbol" in values:
         symbol = _text("symbol", values["symbol"])
-        return dataclasses.replace(task, source=source_of(symbol, "bundled"), symbol=symbol_name(symbol))
+        return dataclasses.replace(
+            task, source=source_of(symbol, "bundled"), symbol=symbol_name(symbol)
+        )
     return task
 
 

@@ -132,7 +132,9 @@ class Chart:
         self.price_lines = [self.ax_price.plot([], [])[0] for _ in symbols]
         self.ax_price.set_ylabel("close / first" if many else f"{symbols[0]} close")
         if many:
-            self.ax_price.legend(self.price_lines, self.symbols, loc="upper left", ncols=len(symbols))
+            self.ax_price.legend(
+                self.price_lines, self.symbols, loc="upper left", ncols=len(symbols)
+            )
         self.pos_lines = [self.ax_pos.plot([], [], drawstyle="steps-post")[0] for _ in symbols]
         self.ax_pos.axhline(0.0, color="grey", linewidth=0.8)
         self.ax_pos.set_ylim(-1.1 * max_leverage, 1.1 * max_leverage)
