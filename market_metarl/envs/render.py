@@ -1,14 +1,15 @@
 """Rendering of the single envs: a one-line text state and a price / position / equity chart.
 
 The env keeps a :class:`RenderTrace` only when it was built with a ``render_mode``, so an env
-without one pays nothing per step. The trace holds what the env does not already store (the
-weights held and the equity at each marked close); prices and dates come from the env's
+without one pays one ``None`` check per step. The trace holds what the env does not already store
+(the weights held and the equity at each marked close); prices and dates come from the env's
 :class:`~market_metarl.envs.market.TaskMarket`. Everything shown is as of the last close marked:
 no later bar is read, and the chart's x axis spans the task's dates (which are known in advance)
 so successive frames line up.
 
-matplotlib is imported when a :class:`Chart` is first built, and only then; and draws on its Agg canvas
-(``Figure`` + ``FigureCanvasAgg``): no pyplot, no global figure state, no window.
+matplotlib is imported only when an env builds its :class:`Chart` (on its first ``"rgb_array"``
+render), which draws on matplotlib's Agg canvas (``Figure`` + ``FigureCanvasAgg``): no pyplot, no
+global figure state, no window.
 """
 
 from __future__ import annotations
