@@ -58,7 +58,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     Handles what config dataclasses use: ``X | None`` and other unions (the first member that
     accepts wins), ``tuple[X, ...]`` (from a TOML list), ``Literal[...]``, the four TOML scalars
     (an int is accepted where a float is asked for, a bool never counts as a number) and nested
-    dataclasses (from a TOML table). Any other hint passes the value through unchanged.
+    dataclasses (from a TOML table, or already built). Any other hint passes the value through
+    unchanged.
     """
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -76,6 +77,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if isinstance(hint, type) and hint in _SCALAR_KINDS:
         return _coerce_scalar(value, hint, where)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a table, got {value!r}")
         return build(hint, value, where)

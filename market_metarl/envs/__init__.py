@@ -5,8 +5,14 @@ Importing this package registers two Gymnasium ids (:mod:`market_metarl.envs.reg
 ``gym.make``.
 
 - ``market_metarl/Trading-v0``: :class:`TradingEnv`, bundled SPY 2010-01-01..2012-12-31 by default
-  (``gym.make("market_metarl/Trading-v0", task=..., env_spec=...)`` overrides it);
-- ``market_metarl/Portfolio-v0``: :class:`PortfolioEnv`, bundled SPY, IWM and EEM over the same dates.
+  (``gym.make("market_metarl/Trading-v0", task=..., env_spec=...)`` overrides it, and so do plain
+  keywords: ``gym.make("market_metarl/Trading-v0", symbol="QQQ", window=10, fee_bps=5)``, see
+  :mod:`market_metarl.envs.make`);
+- ``market_metarl/Portfolio-v0``: :class:`PortfolioEnv`, bundled SPY, IWM and EEM over the same dates
+  (``symbols=[...]`` or ``sources=[...]`` and the same other keywords).
+
+Both render with ``render_mode="ansi"`` (one line of text) or ``"rgb_array"`` (a price / position /
+equity chart); see :mod:`market_metarl.envs.render`.
 
 The env classes (and :class:`EnvSpec`) are imported on first attribute access, so this package
 stays light: importing it loads neither pandas nor torch.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -9,10 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from market_metarl.envs.make import PORTFOLIO_TASK_KEYS, fold_kwargs, portfolio_tasks
 from market_metarl.envs.market import TaskMarket
+from market_metarl.envs.registration import PORTFOLIO_ID
+from market_metarl.envs.render import check_render_mode
 from market_metarl.envs.simulator import MarketSimulator
 from market_metarl.envs.spec import EnvSpec
-from market_metarl.envs.trading_env import TradingEnv
+from market_metarl.envs.trading_env import DEFAULT_TRADING_TASK, TradingEnv
 from market_metarl.types import CostSpec, TaskSpec
 
 DEFAULT_PORTFOLIO_SYMBOLS: tuple[str, ...] = ("SPY", "IWM", "EEM")
@@ -50,11 +54,19 @@ class PortfolioEnv(TradingEnv):
 
     As :class:`TradingEnv`. ``info["position"]`` is the ``(N,)`` array of weights at the close.
 
+    ## Rendering
+
+    As :class:`TradingEnv`: ``"ansi"`` lists every asset's close and weight on one line;
+    ``"rgb_array"`` charts each asset's close relative to its close on the episode's first day,
+    the N weights, and the equity of the book.
+
     ## Arguments
 
     ``tasks``: one :class:`TaskSpec` per asset, all over the same dates (costs from the first), or
     a prepared :class:`TaskMarket`; ``env_spec``: must have ``action="continuous"`` (the default
-    here); ``costs``: overrides the tasks' costs. Use :meth:`from_bars` with ``{symbol: frame}``.
+    here); ``costs``: overrides the tasks' costs; ``render_mode``: None, ``"ansi"`` or
+    ``"rgb_array"``. Use :meth:`from_bars` with ``{symbol: frame}``. ``gym.make`` also takes plain
+    keywords (``symbols=["SPY", "QQQ"], window=10``; see :func:`default_portfolio_env`).
     """
 
     def __init__(
@@ -62,8 +74,10 @@ class PortfolioEnv(TradingEnv):
         tasks: Sequence[TaskSpec] | TaskSpec | TaskMarket,
         env_spec: EnvSpec | None = None,
         costs: CostSpec | None = None,
+        render_mode: str | None = None,
     ) -> None:
         """Load the tasks' bars into one :class:`TaskMarket` (dates inner-joined) and set up the book."""
+        self.render_mode = check_render_mode(render_mode)
         spec = env_spec or PORTFOLIO_SPEC
         if isinstance(tasks, TaskMarket):
             self.task = None
@@ -85,11 +99,12 @@ class PortfolioEnv(TradingEnv):
         costs: CostSpec | None = None,
         start: dt.date | str | None = None,
         end: dt.date | str | None = None,
+        render_mode: str | None = None,
     ) -> PortfolioEnv:
         """A portfolio env over ``{symbol: bars}`` (inner-joined on dates); see TradingEnv."""
         spec = env_spec or PORTFOLIO_SPEC
         market = TaskMarket.from_bars(bars, spec.features, spec.window, start=start, end=end)
-        return cls(market, spec, costs)
+        return cls(market, spec, costs, render_mode)
 
     def _make_simulator(self) -> None:
         m = self.market
@@ -130,19 +145,38 @@ def default_portfolio_env(
     tasks: Sequence[TaskSpec] | None = None,
     env_spec: EnvSpec | None = None,
     costs: CostSpec | None = None,
+    render_mode: str | None = None,
+    **kwargs: Any,
 ) -> PortfolioEnv:
-    """Entry point of ``market_metarl/Portfolio-v0``: bundled SPY, IWM, EEM over 2010-2012."""
-    from market_metarl.envs.trading_env import DEFAULT_TRADING_TASK
+    """Entry point of ``market_metarl/Portfolio-v0``: bundled SPY, IWM, EEM over 2010-2012.
 
+    Besides the records, takes plain keywords (:mod:`market_metarl.envs.make`): ``sources`` (a
+    list of source specs) or ``symbols`` (bundled symbols), ``start`` and ``end`` (default
+    2010-01-01 and 2012-12-31), and any field of :class:`EnvSpec` (changing
+    :data:`PORTFOLIO_SPEC`) or :class:`CostSpec` by its name; e.g.
+    ``gym.make("market_metarl/Portfolio-v0", symbols=["SPY", "QQQ"], window=10)``.
+
+    Raises:
+        ConfigError: An unknown keyword, a plain keyword given with its record (``window=`` with
+            ``env_spec=``), or a bad value.
+    """
+    records = {"tasks": tasks, "env_spec": env_spec, "costs": costs}
+    base_costs = _first_task(tasks).costs if tasks else CostSpec()
+    args = fold_kwargs(
+        PORTFOLIO_ID, kwargs, records, PORTFOLIO_TASK_KEYS, PORTFOLIO_SPEC, base_costs
+    )
     if tasks is None:
-        tasks = [
-            TaskSpec(
-                source=f"bundled:{sym}",
-                symbol=sym,
-                start=DEFAULT_TRADING_TASK.start,
-                end=DEFAULT_TRADING_TASK.end,
-                label="default",
-            )
+        default = [
+            dataclasses.replace(DEFAULT_TRADING_TASK, source=f"bundled:{sym}", symbol=sym)
             for sym in DEFAULT_PORTFOLIO_SYMBOLS
         ]
-    return PortfolioEnv(tasks, env_spec, costs)
+        tasks = portfolio_tasks(args.task_kwargs, default)
+    return PortfolioEnv(tasks, args.env_spec, args.costs, render_mode)
+
+
+def _first_task(tasks: Sequence[TaskSpec] | TaskSpec) -> TaskSpec:
+    return tasks if isinstance(tasks, TaskSpec) else tasks[0]
+
+
+# gym.make reads the render modes off the entry point (so render_mode="human" gets its wrapper)
+default_portfolio_env.metadata = PortfolioEnv.metadata  # type: ignore[attr-defined]

@@ -2,7 +2,8 @@
 
 - ``market_metarl/Trading-v0``: :class:`~market_metarl.envs.trading_env.TradingEnv`, bundled SPY
   2010-01-01..2012-12-31 by default (``gym.make("market_metarl/Trading-v0", task=...,
-  env_spec=...)`` overrides it);
+  env_spec=...)`` overrides it, as do plain keywords such as ``symbol="QQQ", window=10``; see
+  :mod:`market_metarl.envs.make`);
 - ``market_metarl/Portfolio-v0``: :class:`~market_metarl.envs.portfolio_env.PortfolioEnv`,
   bundled SPY, IWM and EEM over the same dates.
 

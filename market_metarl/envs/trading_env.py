@@ -18,8 +18,18 @@ import pandas as pd
 
 from market_metarl.envs.actions import ActionMap
 from market_metarl.envs.costs import CostModel
+from market_metarl.envs.make import TRADING_TASK_KEYS, fold_kwargs, trading_task
 from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.observation import ObservationBuilder
+from market_metarl.envs.registration import TRADING_ID
+from market_metarl.envs.render import (
+    RENDER_FPS,
+    RENDER_MODES,
+    Chart,
+    RenderTrace,
+    check_render_mode,
+    render_text,
+)
 from market_metarl.envs.rewards import make_reward
 from market_metarl.envs.simulator import ScalarSimulator
 from market_metarl.envs.spec import EnvSpec
@@ -95,22 +105,39 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
     ``position`` (weight held at that close), ``cost`` (currency paid that day) and ``turnover``
     (traded weight that day).
 
+    ## Rendering
+
+    ``render_mode=None`` (the default) keeps no history and ``render()`` returns None.
+    ``"ansi"``: ``render()`` returns one line of text, the state at the last close marked: date,
+    close price, weight held, equity and drawdown from the running peak. ``"rgb_array"``: an
+    ``(480, 640, 3) uint8`` image of the close price, the weight held and the equity (drawdown
+    shaded) from the episode's first day to the last close marked, on an x axis spanning the
+    task's dates. ``gym.make(..., render_mode="human")`` shows the ``"rgb_array"`` frames through
+    Gymnasium's ``HumanRendering`` wrapper (needs pygame). See :mod:`market_metarl.envs.render`.
+
     ## Arguments
 
     ``task``: a :class:`TaskSpec` (bars loaded through ``data.sources.load_task_bars``) or a
     prepared :class:`TaskMarket`; ``env_spec``: :class:`EnvSpec` (default settings if None);
-    ``costs``: overrides the task's :class:`CostSpec`. Use :meth:`from_bars` for a bars frame.
+    ``costs``: overrides the task's :class:`CostSpec`; ``render_mode``: None, ``"ansi"`` or
+    ``"rgb_array"``. Use :meth:`from_bars` for a bars frame. ``gym.make`` also takes plain
+    keywords (``symbol="QQQ", window=10, fee_bps=5``; see :func:`default_trading_env`).
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
+    metadata: dict[str, Any] = {  # noqa: RUF012 - gymnasium's convention
+        "render_modes": list(RENDER_MODES),
+        "render_fps": RENDER_FPS,
+    }
 
     def __init__(
         self,
         task: TaskSpec | TaskMarket,
         env_spec: EnvSpec | None = None,
         costs: CostSpec | None = None,
+        render_mode: str | None = None,
     ) -> None:
         """Load the task's bars into a :class:`TaskMarket` (or take a prepared one); set up the book."""
+        self.render_mode = check_render_mode(render_mode)
         spec = env_spec or EnvSpec()
         if isinstance(task, TaskSpec):
             self.task: TaskSpec | None = task
@@ -130,6 +157,7 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         costs: CostSpec | None = None,
         start: dt.date | str | None = None,
         end: dt.date | str | None = None,
+        render_mode: str | None = None,
     ) -> TradingEnv:
         """An env over a bars frame (earlier rows serve as the observation's warm-up).
 
@@ -139,10 +167,11 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
             costs: Trading costs (``CostSpec()`` if None).
             start: First tradable day (default: the first day with a full window of features).
             end: Last tradable day (default: the last bar).
+            render_mode: None, ``"ansi"`` or ``"rgb_array"`` (see the class docstring).
         """
         spec = env_spec or EnvSpec()
         market = TaskMarket.from_bars(bars, spec.features, spec.window, start=start, end=end)
-        return cls(market, spec, costs)
+        return cls(market, spec, costs, render_mode)
 
     # -- construction -----------------------------------------------------------------------
 
@@ -168,6 +197,8 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         self._peak = spec.initial_cash
         self._drawdown = 0.0
         self._done = True
+        self._trace = RenderTrace() if self.render_mode is not None else None
+        self._chart: Chart | None = None
 
     def _make_simulator(self) -> None:
         """Set up the book and the action-to-weight function it takes.
@@ -204,6 +235,8 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         self._peak = self.env_spec.initial_cash
         self._drawdown = 0.0
         self._done = False
+        if self._trace is not None:
+            self._trace.reset(start, self._zero_position(), self.env_spec.initial_cash)
         info = {
             "date": self._dates[start],
             "equity": self.env_spec.initial_cash,
@@ -231,6 +264,8 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         self._done = terminated or truncated
         obs = self._table[t - self._first].copy()
         obs[self._pos_slot] = weight
+        if self._trace is not None:
+            self._trace.record(t, weight, equity)
         info = {
             "date": self._dates[t],
             "equity": equity,
@@ -240,9 +275,51 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         }
         return obs, float(reward), terminated, truncated, info
 
+    def render(self) -> str | np.ndarray | None:
+        """The state at the last close marked, as ``render_mode`` asks (None without one)."""
+        if self._trace is None:
+            return None
+        if not self._trace.days:
+            raise RuntimeError("nothing to render before the first reset(); call reset() first")
+        m = self.market
+        if self.render_mode == "ansi":
+            return render_text(self._trace, self._dates, m.closes, m.symbols)
+        if self._chart is None:
+            span = (self._first, self._last)
+            self._chart = Chart(self._dates, m.symbols, span, self.env_spec.max_leverage)
+        return self._chart.frame(self._trace, m.closes)
+
+    def close(self) -> None:
+        """Drop the chart of ``"rgb_array"`` rendering (built again on the next render)."""
+        self._chart = None
+
 
 def default_trading_env(
-    task: TaskSpec | None = None, env_spec: EnvSpec | None = None, costs: CostSpec | None = None
+    task: TaskSpec | None = None,
+    env_spec: EnvSpec | None = None,
+    costs: CostSpec | None = None,
+    render_mode: str | None = None,
+    **kwargs: Any,
 ) -> TradingEnv:
-    """Entry point of ``market_metarl/Trading-v0``: bundled SPY 2010-2012 unless told otherwise."""
-    return TradingEnv(task or DEFAULT_TRADING_TASK, env_spec, costs)
+    """Entry point of ``market_metarl/Trading-v0``: bundled SPY 2010-2012 unless told otherwise.
+
+    Besides the records, takes plain keywords (:mod:`market_metarl.envs.make`): ``source`` (a
+    source spec such as ``"csv:path/to/file.csv"``) or ``symbol`` (``"QQQ"`` for
+    ``bundled:QQQ``), ``start`` and ``end`` (default 2010-01-01 and 2012-12-31), and any field of
+    :class:`EnvSpec` or :class:`CostSpec` by its name; e.g.
+    ``gym.make("market_metarl/Trading-v0", symbol="QQQ", window=10, fee_bps=5)``.
+
+    Raises:
+        ConfigError: An unknown keyword, a plain keyword given with its record (``window=`` with
+            ``env_spec=``), or a bad value.
+    """
+    records = {"task": task, "env_spec": env_spec, "costs": costs}
+    base_costs = task.costs if task is not None else CostSpec()
+    args = fold_kwargs(TRADING_ID, kwargs, records, TRADING_TASK_KEYS, EnvSpec(), base_costs)
+    if args.task_kwargs:
+        task = trading_task(args.task_kwargs, DEFAULT_TRADING_TASK)
+    return TradingEnv(task or DEFAULT_TRADING_TASK, args.env_spec, args.costs, render_mode)
+
+
+# gym.make reads the render modes off the entry point (so render_mode="human" gets its wrapper)
+default_trading_env.metadata = TradingEnv.metadata  # type: ignore[attr-defined]
