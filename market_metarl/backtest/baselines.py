@@ -30,6 +30,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from market_metarl.data.trend import macd_intermediate
 from market_metarl.types import TRADING_DAYS_PER_YEAR, ConfigError, DataError
 
 BAZ_PAIRS: tuple[tuple[int, int], ...] = ((8, 24), (16, 48), (32, 96))
@@ -144,22 +145,17 @@ def macd_signal(
 ) -> pd.Series:
     """Baz et al. (2015)'s trend signal in ``(-0.97, 0.97)``: the mean of ``phi(y_k)`` over pairs.
 
-    For each ``(S, L)``: ``x = EWMA_S(close) - EWMA_L(close)``, where ``EWMA_n`` has decay
-    ``1 / n`` (half-life ``log 0.5 / log(1 - 1/n)``; pandas ``ewm(alpha=1/n)``, adjusted weights);
-    ``q = x / std(close over the last price_window days)``;
+    For each ``(S, L)``, ``y`` is :func:`~market_metarl.data.trend.macd_intermediate` (the
+    ``macd_S_L`` feature's source): ``x = EWMA_S(close) - EWMA_L(close)`` with decay ``1 / n``,
+    ``q = x / std(close over the last price_window days)``,
     ``y = q / std(q over the last signal_window days)``; the signal is the mean of
     :func:`baz_response` ``(y)`` over the pairs. 0 until ``price_window + signal_window - 1`` days
     exist (no back-filling: that would read the future).
     """
     px = _closes(close)
-    price_sd = px.rolling(price_window, min_periods=price_window).std(ddof=1)
     parts = []
     for short, long in pairs:
-        if not 1 < short < long:
-            raise ConfigError(f"MACD time scales need 1 < short < long, got ({short}, {long})")
-        macd = px.ewm(alpha=1.0 / short).mean() - px.ewm(alpha=1.0 / long).mean()
-        q = macd / price_sd
-        y = q / q.rolling(signal_window, min_periods=signal_window).std(ddof=1)
+        y = macd_intermediate(px, short, long, price_window, signal_window)
         parts.append(baz_response(y.to_numpy()))
     signal = np.mean(parts, axis=0)
     return pd.Series(np.nan_to_num(signal, nan=0.0), index=close.index, name="macd_signal")
