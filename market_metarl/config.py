@@ -56,7 +56,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     """``value`` as the type ``hint`` asks for, or a :class:`ConfigError` naming ``where``.
 
     Handles what config dataclasses use: ``X | None`` and other unions (the first member that
-    accepts wins), ``tuple[X, ...]`` (from a TOML list), ``Literal[...]``, the four TOML scalars
+    accepts wins), ``tuple[X, ...]`` and fixed-length ``tuple[X, Y]`` (from a TOML list, so
+    ``tuple[tuple[int, int], ...]`` reads ``[[8, 24], [16, 48]]``), ``Literal[...]``, the four TOML scalars
     (an int is accepted where a float is asked for, a bool never counts as a number) and nested
     dataclasses (from a TOML table, or already built). Any other hint passes the value through
     unchanged.
@@ -68,6 +69,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} must be a list, got {value!r}")
+        if args and args[-1] is not Ellipsis:  # fixed length, e.g. a (short, long) pair
+            if len(value) != len(args):
+                raise ConfigError(f"{where} must be a list of {len(args)} items, got {value!r}")
+            return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
         inner = args[0] if args else Any
         return tuple(_coerce(v, inner, where) for v in value)
     if origin is typing.Literal:
