@@ -5,6 +5,12 @@ until enough history exists; :func:`compute_features` drops nothing and reports 
 so callers can skip it. Nothing is fitted on the whole series: the volume z-score uses a trailing
 window too. A test perturbs every bar after a date and asserts all features before it are
 bit-identical.
+
+The daily trend-following features of Deep Momentum Networks and X-Trend (normalised returns,
+MACD signals, a change-point score) live in :mod:`market_metarl.data.trend`; they are off by
+default. Their warm-ups: ``nret_h`` ``max(h, 60)`` rows, every ``macd_S_L`` 313 rows,
+``cp_score``/``cp_loc`` ``changepoint`` rows. :attr:`FeatureSpec.warmup` is the longest of all,
+and a config whose ``data.warmup_days`` is shorter than it plus the window is refused when read.
 """
 
 from __future__ import annotations
@@ -15,6 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from market_metarl.data.trend import (
+    CP_MIN_LOOKBACK,
+    MACD_WARMUP,
+    changepoint_scores,
+    macd_features,
+    normalised_returns,
+    nret_warmup,
+)
 from market_metarl.types import ConfigError
 
 
@@ -28,6 +42,14 @@ class FeatureSpec:
         volume_window: Trailing days for the volume z-score (0 disables it).
         drawdown: Include the log drawdown from the running high.
         return_lags: Extra lagged log returns ``ret_lag1 .. ret_lagN`` (0 for none).
+        norm_return_horizons: Horizons ``h`` (days) of ``nret_h``, the h-day log return over the
+            EWMA volatility (span 60) times ``sqrt(h)`` (Lim et al. 2019), e.g.
+            ``(1, 5, 21, 63, 126, 252)``; warm-up ``max(h, 60)`` rows.
+        macd_pairs: ``(short, long)`` time scales of ``macd_S_L``, Baz et al.'s normalised MACD,
+            e.g. ``((8, 24), (16, 48), (32, 96))`` (TOML ``[[8, 24], [16, 48]]``); warm-up 313
+            rows whatever the pair.
+        changepoint: Lookback days of ``cp_score`` and ``cp_loc``, a CUSUM change-point test of
+            daily returns (0 disables it, else >= 10); warm-up ``changepoint`` rows.
     """
 
     vol_window: int = 20
@@ -35,6 +57,9 @@ class FeatureSpec:
     volume_window: int = 20
     drawdown: bool = True
     return_lags: int = 0
+    norm_return_horizons: tuple[int, ...] = ()
+    macd_pairs: tuple[tuple[int, int], ...] = ()
+    changepoint: int = 0
 
     def __post_init__(self) -> None:
         """Reject settings that would give no or negative windows, naming the ``features.`` field."""
@@ -48,11 +73,41 @@ class FeatureSpec:
             )
         if self.volume_window < 0 or self.return_lags < 0:
             raise ConfigError("features.volume_window and features.return_lags must be >= 0")
+        self._check_trend_fields()
+
+    def _check_trend_fields(self) -> None:
+        """Reject non-positive or repeated horizons, bad MACD pairs and a too short change window."""
+        horizons = self.norm_return_horizons
+        if any(h < 1 for h in horizons) or len(set(horizons)) != len(horizons):
+            raise ConfigError(
+                "features.norm_return_horizons must be distinct positive days, e.g. "
+                f"[1, 5, 21, 63, 126, 252], got {list(horizons)}"
+            )
+        pairs = self.macd_pairs
+        bad = [p for p in pairs if len(p) != 2 or not 1 < p[0] < p[1]]
+        if bad or len(set(pairs)) != len(pairs):
+            raise ConfigError(
+                "features.macd_pairs must be distinct [short, long] pairs with 1 < short < long, "
+                f"e.g. [[8, 24], [16, 48], [32, 96]], got {[list(p) for p in pairs]}"
+            )
+        if self.changepoint != 0 and self.changepoint < CP_MIN_LOOKBACK:
+            raise ConfigError(
+                f"features.changepoint must be 0 (off) or >= {CP_MIN_LOOKBACK} days, "
+                f"got {self.changepoint}"
+            )
 
     @property
     def warmup(self) -> int:
-        """Rows at the start that are NaN for at least one feature."""
+        """Rows at the start that are NaN for at least one feature.
+
+        The trend features (``nret_h``, ``macd_S_L``, ``cp_*``) are NaN for exactly their own
+        warm-up rows, so with any of them on this is the longest of those when it exceeds the
+        classic features' spans.
+        """
         spans = [self.vol_window, *self.momentum_horizons, self.volume_window, self.return_lags + 1]
+        spans += [nret_warmup(h) for h in self.norm_return_horizons]
+        spans += [MACD_WARMUP] if self.macd_pairs else []
+        spans.append(self.changepoint)
         return max(spans)
 
     def names(self) -> list[str]:
@@ -64,6 +119,9 @@ class FeatureSpec:
         if self.volume_window:
             cols.append("volume_z")
         cols += [f"ret_lag{i}" for i in range(1, self.return_lags + 1)]
+        cols += [f"nret_{h}" for h in self.norm_return_horizons]
+        cols += [f"macd_{s}_{long}" for s, long in self.macd_pairs]
+        cols += ["cp_score", "cp_loc"] if self.changepoint else []
         return cols
 
 
@@ -80,6 +138,11 @@ def compute_features(
         ``volume_z``: z-score of log volume against its trailing ``volume_window`` days (0 when
         volume is missing);
         ``ret_lagN``: ``log_ret`` N days earlier;
+        ``nret_h``: h-day log return over ``sigma_t * sqrt(h)``, clipped to [-10, 10];
+        ``macd_S_L``: Baz et al.'s normalised MACD, clipped to [-10, 10];
+        ``cp_score``, ``cp_loc``: change-point evidence in [0, 1] over the trailing
+        ``changepoint`` days and where in that window the change most likely is (0 = its
+        start, 1 = today); see :mod:`market_metarl.data.trend`;
         ``vix``: VIX close / 100, when ``vix`` is given (aligned as-of, never forward in time).
 
     Args:
@@ -106,6 +169,12 @@ def compute_features(
         out["volume_z"] = _volume_z(bars["volume"], spec.volume_window)
     for i in range(1, spec.return_lags + 1):
         out[f"ret_lag{i}"] = log_ret.shift(i)
+    out |= normalised_returns(log_close, spec.norm_return_horizons)
+    out |= macd_features(close.astype("float64"), spec.macd_pairs)
+    if spec.changepoint:
+        score, loc = changepoint_scores(log_close.diff().to_numpy(), spec.changepoint)
+        out["cp_score"] = pd.Series(score, index=bars.index)
+        out["cp_loc"] = pd.Series(loc, index=bars.index)
     frame = pd.DataFrame(out, index=bars.index)
     if vix is not None:
         aligned = vix.sort_index().reindex(bars.index, method="ffill")

@@ -11,11 +11,25 @@ from market_metarl.data.synthetic import gbm
 from market_metarl.types import ConfigError
 
 SPEC = FeatureSpec(vol_window=10, momentum_horizons=(1, 5, 20), volume_window=15, return_lags=3)
+TREND = FeatureSpec(
+    vol_window=10,
+    momentum_horizons=(1, 5, 20),
+    volume_window=15,
+    return_lags=3,
+    norm_return_horizons=(1, 5, 21, 63, 126, 252),
+    macd_pairs=((8, 24), (16, 48), (32, 96)),
+    changepoint=63,
+)
 
 
 @pytest.fixture(scope="module")
 def bars() -> pd.DataFrame:
     return gbm(seed=3, days=200)
+
+
+@pytest.fixture(scope="module")
+def long_bars() -> pd.DataFrame:
+    return gbm(seed=3, days=450)  # past the trend features' 313-row warm-up
 
 
 def perturb_after(bars: pd.DataFrame, cut: int, seed: int) -> pd.DataFrame:
@@ -42,6 +56,27 @@ def test_features_up_to_t_ignore_every_later_bar(bars: pd.DataFrame, cut: int) -
     assert np.array_equal(before, after, equal_nan=True)
     if cut < len(bars) - 1:  # the perturbation is real: something later did change
         assert not np.array_equal(base.to_numpy(), moved.to_numpy(), equal_nan=True)
+
+
+@pytest.mark.parametrize("cut", [0, 62, 63, 200, 312, 313, 314, 400, 448])
+def test_trend_features_up_to_t_ignore_every_later_bar(long_bars: pd.DataFrame, cut: int) -> None:
+    base = compute_features(long_bars, TREND)
+    moved = compute_features(perturb_after(long_bars, cut, seed=cut), TREND)
+    assert list(base.columns) == TREND.names()
+    before, after = base.iloc[: cut + 1].to_numpy(), moved.iloc[: cut + 1].to_numpy()
+    assert np.array_equal(before, after, equal_nan=True)
+    later = slice(max(cut + 1, TREND.warmup), None)  # the perturbation reaches the new columns
+    new = [c for c in TREND.names() if c not in SPEC.names() and c != "cp_loc"]
+    assert (base[new].iloc[later] != moved[new].iloc[later]).any().all()
+
+
+@pytest.mark.parametrize("n", [64, 314, 400])
+def test_trend_features_of_a_prefix_equal_the_prefix_of_the_features(
+    long_bars: pd.DataFrame, n: int
+) -> None:
+    whole = compute_features(long_bars, TREND).iloc[:n].to_numpy()
+    prefix = compute_features(long_bars.iloc[:n], TREND).to_numpy()
+    assert np.array_equal(whole, prefix, equal_nan=True)
 
 
 def test_log_ret_is_log_close_ratio(bars: pd.DataFrame) -> None:
