@@ -143,22 +143,24 @@ def kolmogorov_sf(x: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def _cusum(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the standardised CUSUM statistic and its arg-max split.
+def _cusum(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the standardised CUSUM statistic, its arg-max split, and the deviations.
 
     ``max_k |sum_{i<=k} (x_i - mean)| / (std * sqrt(L))`` over ``k = 1 .. L-1`` (``std`` with
     ``ddof=0``), which tends to the supremum of a Brownian bridge when the row has no change.
-    A row without spread (relative to its size) gives 0.
+    A row without spread (std 0, or below 1e-9 of its mean: rounding) gives 0.
     """
     n = windows.shape[1]
-    dev = windows - windows.mean(axis=1, keepdims=True)
-    path = np.abs(np.cumsum(dev, axis=1)[:, :-1])
-    split = path.argmax(axis=1) + 1
-    sd = windows.std(axis=1)
-    flat = sd <= 1e-9 * np.abs(windows).max(axis=1)
+    mean = windows.mean(axis=1, keepdims=True)
+    dev = windows - mean
+    sd = np.sqrt(np.mean(dev * dev, axis=1))
+    path = np.cumsum(dev, axis=1)[:, :-1]
+    split = np.abs(path).argmax(axis=1) + 1
+    top = np.abs(path[np.arange(len(path)), split - 1])
+    flat = sd <= 1e-9 * np.abs(mean[:, 0])
     with np.errstate(divide="ignore", invalid="ignore"):
-        stat = np.where(flat, 0.0, path.max(axis=1) / (sd * math.sqrt(n)))
-    return stat, split
+        stat = np.where(flat, 0.0, top / (sd * math.sqrt(n)))
+    return stat, split, dev
 
 
 def changepoint_scores(log_ret: np.ndarray, lookback: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,8 +182,8 @@ def changepoint_scores(log_ret: np.ndarray, lookback: int) -> tuple[np.ndarray, 
     if len(log_ret) <= lookback:
         return score, loc
     windows = sliding_window_view(np.asarray(log_ret[1:], dtype=np.float64), lookback)
-    stat_mean, k_mean = _cusum(windows)
-    stat_scale, k_scale = _cusum(np.abs(windows - windows.mean(axis=1, keepdims=True)))
+    stat_mean, k_mean, dev = _cusum(windows)
+    stat_scale, k_scale, _ = _cusum(np.abs(dev))
     p_mean, p_scale = kolmogorov_sf(stat_mean), kolmogorov_sf(stat_scale)
     p = np.minimum(1.0, 2.0 * np.minimum(p_mean, p_scale))
     evidence = -np.log10(np.maximum(p, 1e-300)) / CP_FULL_LOG10
