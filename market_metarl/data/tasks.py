@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from market_metarl.config import build, check_sections, read_toml
+from market_metarl.data.features import FeatureSpec
 from market_metarl.data.repair import DEFAULT_MAX_ROWS, RepairPolicy
 from market_metarl.data.universe import Asset, Universe, expand_universe
 from market_metarl.data.universe import source_of as source_of
@@ -224,6 +225,25 @@ def load_taskset(path: str | Path) -> TaskSet:
     cfg = read_toml(path)
     check_sections(cfg, str(path))
     return taskset_from_config(cfg)
+
+
+def check_warmup_days(data: DataSection, features: FeatureSpec, window: int) -> None:
+    """Refuse a ``data.warmup_days`` shorter than the features' warm-up plus the window.
+
+    A task's first observation reads ``window`` days of features, each defined only after
+    ``features.warmup`` bars; with fewer bars before a task the env would silently read zeros
+    where the features are still undefined.
+
+    Raises:
+        ConfigError: Naming both numbers and the value to set.
+    """
+    need = features.warmup + window - 1
+    if data.warmup_days < need:
+        raise ConfigError(
+            f"data.warmup_days = {data.warmup_days} is too short: the [features] need "
+            f"{features.warmup} bars of history and env.window = {window} adds {window - 1}; "
+            f"set warmup_days >= {need} in [data] (or drop the long features)"
+        )
 
 
 def taskset_from_config(cfg: dict[str, Any]) -> TaskSet:

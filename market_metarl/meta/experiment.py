@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 from market_metarl.config import build, check_sections, read_toml, to_table
-from market_metarl.data.tasks import DataSection, TaskSet, taskset_from_config
+from market_metarl.data.tasks import DataSection, TaskSet, check_warmup_days, taskset_from_config
 from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.spec import EnvSpec, env_spec_from_config
 from market_metarl.meta.contracts import check_adapt_days
@@ -275,7 +275,8 @@ class Experiment:
         """
         env = env_spec_from_config(cfg)
         train = train_config(cfg.get("train"))
-        check_warmup_days(build(DataSection, cfg.get("data"), "data"), env)
+        data = build(DataSection, cfg.get("data"), "data")
+        check_warmup_days(data, env.features, env.window)  # before any data is read
         tasks = taskset_from_config(cfg)
         return cls(cfg, tasks, env, train)
 
@@ -287,25 +288,6 @@ class Experiment:
     def pool(self, split: Literal["train", "val", "test"]) -> TaskPool:
         """The tensors of one split's tasks (see :func:`build_pool`)."""
         return build_pool(self, self.tasks.split(split))
-
-
-def check_warmup_days(data: DataSection, env: EnvSpec) -> None:
-    """Refuse a ``data.warmup_days`` shorter than the features' warm-up plus the window.
-
-    A task's first observation reads ``env.window`` days of features, each defined only after
-    ``features.warmup`` bars; with fewer bars before the task the env would silently read zeros
-    where the features are still undefined.
-
-    Raises:
-        ConfigError: Naming both numbers and the value to set.
-    """
-    need = env.features.warmup + env.window - 1
-    if data.warmup_days < need:
-        raise ConfigError(
-            f"data.warmup_days = {data.warmup_days} is too short: the [features] need "
-            f"{env.features.warmup} bars of history and env.window = {env.window} adds "
-            f"{env.window - 1}; set warmup_days >= {need} in [data] (or drop the long features)"
-        )
 
 
 def build_pool(exp: Experiment, tasks: Sequence[TaskSpec]) -> TaskPool:

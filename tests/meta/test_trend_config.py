@@ -9,10 +9,10 @@ import pytest
 
 from market_metarl.config import build, read_toml, to_table
 from market_metarl.data.features import FeatureSpec
-from market_metarl.data.tasks import DataSection
+from market_metarl.data.tasks import DataSection, check_warmup_days
 from market_metarl.envs.spec import env_spec_from_config
 from market_metarl.meta.episodes import feature_index, market_arrays
-from market_metarl.meta.experiment import Experiment, check_warmup_days
+from market_metarl.meta.experiment import Experiment
 from market_metarl.meta.rundir import write_toml
 from market_metarl.types import ConfigError
 from tests.meta.meta_helpers import small_config
@@ -42,7 +42,8 @@ def test_a_config_whose_warmup_is_shorter_than_the_features_need_is_refused() ->
 @pytest.mark.parametrize("name", ["default.toml", "real.toml", "synthetic.toml"])
 def test_the_shipped_configs_give_their_features_enough_warmup(name: str) -> None:
     cfg = read_toml(ENVS / name)
-    check_warmup_days(build(DataSection, cfg.get("data"), "data"), env_spec_from_config(cfg))
+    env = env_spec_from_config(cfg)
+    check_warmup_days(build(DataSection, cfg.get("data"), "data"), env.features, env.window)
 
 
 def test_trend_features_reach_the_observation_by_name() -> None:
