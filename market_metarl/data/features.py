@@ -158,9 +158,9 @@ def compute_features(
     log_close = np.log(close)
     log_ret = log_close.diff().fillna(0.0)
     out: dict[str, pd.Series] = {"log_ret": log_ret}
-    out["vol"] = log_ret.rolling(spec.vol_window, min_periods=spec.vol_window).std(
-        ddof=1
-    ) * np.sqrt(252.0)
+    if spec.vol_window:  # off: no column at all (names() lists none, feature_index relies on it)
+        vol = log_ret.rolling(spec.vol_window, min_periods=spec.vol_window).std(ddof=1)
+        out["vol"] = vol * np.sqrt(252.0)
     for h in spec.momentum_horizons:
         out[f"mom_{h}"] = (log_close - log_close.shift(h)) / (np.sqrt(h) * 0.01)
     if spec.drawdown:

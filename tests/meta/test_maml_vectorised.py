@@ -98,6 +98,7 @@ def _learners(
     )
     if train.get("vol_target"):
         cfg["features"]["vol_window"] = 5
+        cfg["data"]["warmup_days"] = 5
     cfg["costs"] = {"fee_bps": 5.0, "slippage_bps": 5.0, "borrow_bps_annual": 50.0}
     cfg["env"]["max_leverage"] = 3.0
     exp = Experiment.from_config(cfg)

@@ -162,6 +162,7 @@ def test_the_gru_scales_its_signals_too() -> None:
 def _vol_config(**train: object) -> dict:
     cfg = small_config(**train)
     cfg["features"]["vol_window"] = 5
+    cfg["data"]["warmup_days"] = 5
     return cfg
 
 
