@@ -32,6 +32,11 @@ def register(sub: SubParsers) -> None:
     p.add_argument(
         "--threads", type=int, help="override [train] threads: torch threads (default 1)"
     )
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also log TensorBoard scalars to DIR/<run name>/ (needs: pip install tensorboard)",
+    )
     add_backend(p)
     p.set_defaults(handler=run)
 
@@ -39,7 +44,7 @@ def register(sub: SubParsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train the run into ``--out``, one progress bar per learner."""
     from market_metarl.meta.experiment import Experiment
-    from market_metarl.meta.trainer import train, with_iterations, with_threads
+    from market_metarl.meta.trainer import train, with_iterations, with_tensorboard, with_threads
     from market_metarl.seeding import seed_everything
 
     require_positive(args, "iterations", "threads")
@@ -47,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     exp = with_iterations(Experiment.from_file(args.config), args.iterations)
     exp = with_threads(exp, args.threads)
+    exp = with_tensorboard(exp, args.tensorboard)
     algo = args.algo or exp.train.algo
     print(f"{len(exp.tasks.split('train'))} train tasks, {len(exp.tasks.split('test'))} test tasks")
     with backend_of(args) as backend:

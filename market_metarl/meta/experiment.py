@@ -111,7 +111,14 @@ class TrainConfig:
         estimator: ``pathwise`` (back-propagate the PnL) or ``score_function`` (REINFORCE), for
             the MLP learners (MAML and pooled).
         grad_clip: Global gradient-norm clip of the updates.
-        checkpoint_every: Iterations between checkpoints (and metrics rows).
+        checkpoint_every: Iterations between checkpoints (a metrics row is written at each).
+        log_every: Iterations between metrics rows (``metrics.csv`` and TensorBoard), each the
+            mean of the learner's step stats since the last row; a row is also written at every
+            checkpoint and at a learner's last iteration (:mod:`market_metarl.meta.trainlog`).
+            An execution setting.
+        tensorboard: TensorBoard scalars: ``false`` (none), ``true`` (in the run directory's
+            ``tb/<learner>/``) or a directory ``"DIR"`` (in ``DIR/<run dir name>/<learner>/``);
+            needs ``pip install tensorboard``. An execution setting.
         vol_target: Volatility-scaled positions when > 0 (annualised, e.g. 0.15): the policy's
             output is a signal and its weight ``signal * min(vol_target / sigma_hat_t,
             max_leverage)`` (:class:`~market_metarl.meta.policies.PolicySpec`); needs the ``vol``
@@ -144,6 +151,8 @@ class TrainConfig:
     objective: ObjectiveName = "log_return"
     risk_aversion: float = 1.0
     turnover_bps: float = 0.0
+    log_every: int = 5
+    tensorboard: bool | str = False
     threads: int = 1
     tables: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -155,9 +164,14 @@ class TrainConfig:
         """
         check_name(self.algo)
         check_adapt_days(self.adapt_days, "train.adapt_days")
-        for name in ("iterations", "horizon", "hidden", "layers", "checkpoint_every", "threads"):
+        sizes = ("iterations", "horizon", "hidden", "layers", "checkpoint_every", "log_every")
+        for name in (*sizes, "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.tensorboard == "":
+            raise ConfigError(
+                'train.tensorboard must be true, false or a directory such as "runs/tb", got ""'
+            )
         for name in ("outer_lr", "grad_clip"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")

@@ -3,11 +3,13 @@
 ``runs/NAME/`` holds ``config.toml`` (the resolved config), ``run.json`` (algorithm, seed,
 iterations done, observation shapes, data hashes, package versions), ``data_repairs.json`` (bad
 rows dropped from the data under ``[data] repair = "drop"``), ``metrics.csv`` (one row per
-checkpoint interval, learner and metric) and ``checkpoints/<learner>.pt``. A checkpoint has two
+logged iteration, learner and metric: :mod:`market_metarl.meta.trainlog` says which),
+``checkpoints/<learner>.pt`` and, under ``[train] tensorboard = true``, ``tb/<learner>/``
+(TensorBoard event files). A checkpoint has two
 parts: ``agent`` (what an agent is rebuilt from: network parameters, normalisers, learned step
 sizes) and ``training`` (optimiser and RNG state, read only to resume), so a backtest or a paper
-account loads agents without optimisers. Every file is written atomically
-(:mod:`market_metarl.fileio`).
+account loads agents without optimisers. Every file but the appended ``metrics.csv`` and the event
+files is written atomically (:mod:`market_metarl.fileio`).
 """
 
 from __future__ import annotations
@@ -110,7 +112,9 @@ def open_run(
 
 
 RUN_FILES = ("config.toml", "run.json", DATA_REPAIRS, "metrics.csv")
-"""The files of a run directory besides ``checkpoints/``."""
+"""The files of a run directory besides ``checkpoints/`` and ``tb/``."""
+TENSORBOARD_DIR = "tb"
+"""The run directory's folder of TensorBoard event files (``[train] tensorboard = true``)."""
 
 
 @contextmanager
@@ -135,6 +139,7 @@ def discard_if_unfinished(run_dir: Path, fresh: bool) -> Iterator[None]:
                 for name in RUN_FILES:
                     (run_dir / name).unlink(missing_ok=True)
                 shutil.rmtree(checkpoints, ignore_errors=True)
+                shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
         raise
 
 
@@ -195,7 +200,7 @@ def resolved_config(exp: Experiment, learners: Sequence[str]) -> dict[str, Any]:
     return cfg
 
 
-EXECUTION_SETTINGS: tuple[str, ...] = ("threads",)
+EXECUTION_SETTINGS: tuple[str, ...] = ("threads", "log_every", "tensorboard")
 """``[train]`` keys that say how a run executes, not what it computes: a run may resume with others."""
 
 
@@ -262,7 +267,7 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
 
 
 def append_metrics(path: Path, learner: str, iteration: int, metrics: dict[str, float]) -> None:
-    """Append one checkpoint interval's metrics of ``learner`` to ``metrics.csv``."""
+    """Append one row of ``learner``'s metrics at ``iteration`` to ``metrics.csv``."""
     new = not path.exists()
     with path.open("a", newline="") as fh:
         writer = csv.writer(fh)

@@ -6,7 +6,9 @@ learner, and the loop below drives every learner the same way through the
 :mod:`market_metarl.meta.rundir`'s business. ``--resume`` continues from the last checkpoint and
 ends with the same parameters as an uninterrupted run.
 
-The loop reads top to bottom: # setup, then per learner # rollout / # optimize / # checkpoint.
+The loop reads top to bottom: # setup, then per learner # rollout / # optimize / # log /
+# checkpoint. What is logged (``metrics.csv``, TensorBoard) is :mod:`market_metarl.meta.trainlog`'s
+business.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from market_metarl.meta.experiment import BuildContext, Experiment
 from market_metarl.meta.registry import get_algorithm
 from market_metarl.meta.rundir import (
     Shapes,
-    append_metrics,
     checkpoint_path,
     discard_if_unfinished,
     learner_names,
@@ -36,6 +37,7 @@ from market_metarl.meta.rundir import (
     trim_metrics,
     write_run_json,
 )
+from market_metarl.meta.trainlog import TrainLog
 from market_metarl.parallel import LOCAL, Backend
 from market_metarl.seeding import child_seed
 from market_metarl.types import RunError
@@ -43,7 +45,10 @@ from market_metarl.types import RunError
 
 @dataclass
 class TrainEvent:
-    """What the trainer reports after each checkpoint interval (no peeking at ``locals()``)."""
+    """What the trainer reports after each metrics row (no peeking at ``locals()``).
+
+    ``metrics`` is the row: each of the learner's step stats, averaged since the previous row.
+    """
 
     learner: str
     iteration: int
@@ -91,8 +96,11 @@ def train(
     backend. Torch runs on ``[train] threads``
     intra-op threads meanwhile; the caller's number is restored on return.
 
+    Metrics rows (``metrics.csv``, and TensorBoard under ``[train] tensorboard``) are written
+    every ``[train] log_every`` iterations and at each checkpoint (:mod:`.trainlog`).
+
     Raises:
-        ConfigError: Unknown algorithm.
+        ConfigError: Unknown algorithm, or TensorBoard asked for and not installed.
         RunError: ``out`` holds a different run (or one that cannot be resumed).
     """
     # setup: every check that needs no training is made before the run directory is written
@@ -101,11 +109,12 @@ def train(
     pool = exp.pool("train")
     pool.require(exp.train.window_days)
     shapes = Shapes.of(pool)
+    log = TrainLog.of(run_dir, exp.train)
     with discard_if_unfinished(run_dir, fresh=not resume):
         state = open_run(run_dir, exp, algo, learners, seed, resume)
         state["shapes"] = shapes.to_json()
         _train_learners(
-            exp, run_dir, learners, state, pool, shapes, seed, resume, on_event, backend
+            exp, run_dir, learners, state, pool, shapes, seed, resume, on_event, backend, log
         )
     return run_dir
 
@@ -121,43 +130,63 @@ def _train_learners(
     resume: bool,
     on_event: Callable[[TrainEvent], None] | None,
     backend: Backend,
+    log: TrainLog,
 ) -> None:
     """The training loop of :func:`train`, over each learner in turn."""
     observations = pool.all_observations()
-    # one torch thread by default (small tensors), the caller's setting restored afterwards
-    with torch_threads(exp.train.threads):
+    # one torch thread by default (small tensors), the caller's setting restored afterwards;
+    # the log's TensorBoard writer closed however the loop ends
+    with torch_threads(exp.train.threads), log:
         for index, name in enumerate(learners):
             learner = build_learner(
                 name, exp, shapes, child_seed(seed, index, 0), observations, backend
             )
             rng = np.random.default_rng(child_seed(seed, index, 1))
-            done = int(state["iterations"].get(name, 0))
-            checkpoint = checkpoint_path(run_dir, name)
-            if done and not checkpoint.is_file():
-                raise RunError(f"checkpoint {checkpoint} is missing; train into a new --out")
-            if resume:
-                # the checkpoint is the truth (none yet: iteration 0): a run killed between writing
-                # metrics, the checkpoint and run.json resumes from the checkpoint, and metrics rows
-                # past it (or cut short) are dropped, so nothing is repeated or duplicated
-                done = restore(checkpoint, learner, rng) if checkpoint.is_file() else 0
-                trim_metrics(run_dir / "metrics.csv", name, done)
-            rows: list[dict[str, float]] = []
+            done = _iterations_done(run_dir, name, state, learner, rng, resume)
+            log.begin(name, done)
             for it in range(done, learner.iterations):
                 # rollout: sample task windows (support + query days)
                 episode = pool.sample(learner.batch, exp.train.window_days, rng)
                 # optimize
-                rows.append(learner.step(episode))
-                # checkpoint
-                if (it + 1) % exp.train.checkpoint_every == 0 or it + 1 == learner.iterations:
-                    metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-                    # metrics, checkpoint, run.json: a kill anywhere in between resumes exactly
-                    append_metrics(run_dir / "metrics.csv", name, it + 1, metrics)
-                    save_checkpoint(checkpoint, learner, rng, it + 1)
+                stats = learner.step(episode)
+                # log: a metrics row every [train] log_every iterations and at each checkpoint
+                ends = (it + 1) % exp.train.checkpoint_every == 0 or it + 1 == learner.iterations
+                metrics = log.record(it + 1, stats, ends_interval=ends)
+                # checkpoint: after the metrics row; a kill anywhere in between resumes exactly
+                if ends:
+                    save_checkpoint(checkpoint_path(run_dir, name), learner, rng, it + 1)
                     state["iterations"][name] = it + 1
                     write_run_json(run_dir, state)
-                    rows = []
-                    if on_event is not None:
-                        on_event(TrainEvent(name, it + 1, learner.iterations, metrics))
+                if metrics is not None and on_event is not None:
+                    on_event(TrainEvent(name, it + 1, learner.iterations, metrics))
+
+
+def _iterations_done(
+    run_dir: Path,
+    name: str,
+    state: dict[str, Any],
+    learner: Learner,
+    rng: np.random.Generator,
+    resume: bool,
+) -> int:
+    """Iterations learner ``name`` has done: 0 in a new run; on resume, its checkpoint's.
+
+    Resuming restores ``learner`` and ``rng`` from the checkpoint.
+
+    Raises:
+        RunError: ``run.json`` counts iterations whose checkpoint is missing.
+    """
+    done = int(state["iterations"].get(name, 0))
+    checkpoint = checkpoint_path(run_dir, name)
+    if done and not checkpoint.is_file():
+        raise RunError(f"checkpoint {checkpoint} is missing; train into a new --out")
+    if resume:
+        # the checkpoint is the truth (none yet: iteration 0): a run killed between writing
+        # metrics, the checkpoint and run.json resumes from the checkpoint, and metrics rows
+        # past it (or cut short) are dropped, so nothing is repeated or duplicated
+        done = restore(checkpoint, learner, rng) if checkpoint.is_file() else 0
+        trim_metrics(run_dir / "metrics.csv", name, done)
+    return done
 
 
 @contextmanager
@@ -176,6 +205,13 @@ def with_threads(exp: Experiment, threads: int | None) -> Experiment:
     if threads is None:
         return exp
     return replace(exp, train=replace(exp.train, threads=threads))
+
+
+def with_tensorboard(exp: Experiment, directory: str | None) -> Experiment:
+    """The experiment with ``train.tensorboard`` set to ``directory`` (the CLI's ``--tensorboard``)."""
+    if directory is None:
+        return exp
+    return replace(exp, train=replace(exp.train, tensorboard=directory))
 
 
 def with_iterations(exp: Experiment, iterations: int | None) -> Experiment:

@@ -77,11 +77,11 @@ def test_a_run_killed_while_checkpointing_resumes_exactly(
 ) -> None:
     """The checkpoint, not run.json, says where a run stands: a kill while a checkpoint interval
     is being written neither repeats iterations nor leaves duplicate or cut metrics rows."""
-    from market_metarl.meta import trainer
+    from market_metarl.meta import trainer, trainlog
 
     exp = Experiment.from_config(small_config(iterations=6, pooled={"iterations": 4}))
     train(exp, "maml", tmp_path / "full", seed=2)
-    real_append, real_save = trainer.append_metrics, trainer.save_checkpoint
+    real_append, real_save = trainlog.append_metrics, trainer.save_checkpoint
     calls = {"n": 0}
 
     def cut_metrics(path: Path, *args: object) -> None:
@@ -99,7 +99,7 @@ def test_a_run_killed_while_checkpointing_resumes_exactly(
             raise KeyboardInterrupt
 
     if where == "writing metrics":
-        monkeypatch.setattr(trainer, "append_metrics", cut_metrics)
+        monkeypatch.setattr(trainlog, "append_metrics", cut_metrics)
     else:
         monkeypatch.setattr(trainer, "save_checkpoint", crash_after_checkpoint)
     with pytest.raises(KeyboardInterrupt):
