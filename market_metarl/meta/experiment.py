@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from market_metarl.config import build, check_sections, read_toml, to_table
+from market_metarl.config import build, read_config, to_table
 from market_metarl.data.tasks import TaskSet, taskset_from_config
 from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.spec import EnvSpec, env_spec_from_config
@@ -237,9 +238,23 @@ class Experiment:
             ConfigError: An unknown section, key or algorithm table, or a bad value.
             DataError: The data cannot be read, or give no training task under the splits.
         """
-        cfg = read_toml(path)
-        check_sections(cfg, path)
-        return cls.from_config(cfg)
+        return cls.from_config(read_config(path))
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> Experiment:
+        """Read and resolve the TOML config at ``path`` with tables overridden.
+
+        Args:
+            path: The config file (``envs/default.toml``...).
+            **overrides: Tables merged over the file's, key by key (see
+                :func:`~market_metarl.config.read_config`), e.g.
+                ``train={"iterations": 2, "pooled": {"iterations": 2}}``.
+
+        Raises:
+            ConfigError: An unknown section, key or algorithm table, or a bad value.
+            DataError: The data cannot be read, or give no training task under the splits.
+        """
+        return cls.from_config(read_config(path, overrides))
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Experiment:
