@@ -6,11 +6,13 @@ From Python, ``import market_metarl as mm`` is the whole toolkit in a few names
     bars = mm.load("bundled:SPY", start="2015-01-01")
     exp = mm.Experiment.from_toml("envs/default.toml", train={"iterations": 50})
     run = mm.train(exp, "maml")
-    result = mm.backtest(run, "bundled:GOOG", protocol="rolling")
+    result = mm.run_backtest(run, "bundled:GOOG", protocol="rolling")
     account = mm.PaperAccount.init("paper.db", run, "bundled:SPY")
 
-Those names are loaded on first use (PEP 562 ``__getattr__``), and importing the package loads
-nothing heavier itself: no Gymnasium, numpy, pandas or torch, so the command line starts fast.
+(``run_backtest``, not ``backtest``: that name is the layer :mod:`market_metarl.backtest`, which
+``import market_metarl.backtest.runner`` must keep finding.) Those names are loaded on first use
+(PEP 562 ``__getattr__``), and importing the package loads nothing heavier itself: no
+Gymnasium, numpy, pandas or torch, so the command line starts fast.
 Importing it registers the Gymnasium ids ``market_metarl/Trading-v0`` and
 ``market_metarl/Portfolio-v0`` (:mod:`market_metarl.envs.registration`), at once when Gymnasium is
 loaded, else when it is first imported. The layers (``data``, ``envs``, ``meta``, ``backtest``,
@@ -29,9 +31,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     from market_metarl.api import (
         BacktestResult,
         PaperAccount,
-        backtest,
         load,
         open_run,
+        run_backtest,
         train,
     )
     from market_metarl.data.tasks import TaskSet
@@ -43,7 +45,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
 _HOMES: dict[str, str] = {
     "load": "market_metarl.api",
     "train": "market_metarl.api",
-    "backtest": "market_metarl.api",
+    "run_backtest": "market_metarl.api",
     "open_run": "market_metarl.api",
     "BacktestResult": "market_metarl.api",
     "PaperAccount": "market_metarl.api",
@@ -70,9 +72,9 @@ __all__ = [
     "TaskSet",
     "TrainedRun",
     "__version__",
-    "backtest",
     "load",
     "open_run",
+    "run_backtest",
     "train",
 ]
 

@@ -7,6 +7,7 @@ agent and act, backtest, write the report, paper-trade a few replayed days. No c
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import math
 import subprocess
@@ -95,7 +96,7 @@ def test_import_market_metarl_loads_no_heavy_library_until_a_name_is_used() -> N
     assert proc.returncode == 0, proc.stderr
     before, names, torch_after_load = json.loads(proc.stdout)
     assert before == [], f"`import market_metarl` loads {before}"
-    assert {"load", "train", "backtest", "PaperAccount", "Experiment", "TaskSet"} <= set(names)
+    assert {"load", "train", "run_backtest", "PaperAccount", "Experiment", "TaskSet"} <= set(names)
     # the API module itself is light: asking for mm.load imports no torch yet
     assert torch_after_load is False
 
@@ -106,6 +107,17 @@ def test_every_public_name_resolves_and_an_unknown_one_raises() -> None:
     assert set(mm.__all__) <= set(dir(mm))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         mm.nope  # noqa: B018
+
+
+def test_no_public_name_shadows_a_submodule() -> None:
+    # `mm.backtest` as a function would hide the layer market_metarl.backtest from getattr, and
+    # break `import market_metarl.backtest.runner as r` and dotted mock paths
+    shadowing = [n for n in mm.__all__ if importlib.util.find_spec(f"market_metarl.{n}")]
+    assert shadowing == []
+    mm.run_backtest  # noqa: B018
+    import market_metarl.backtest.runner as runner
+
+    assert mm.backtest.runner is runner  # type: ignore[attr-defined]
 
 
 def test_load_cuts_the_bars_to_the_dates_given() -> None:
@@ -149,7 +161,7 @@ def test_train_in_memory_then_adapt_and_act(run: mm.TrainedRun) -> None:
 
 
 def test_backtest_then_report(run: mm.TrainedRun, tmp_path: Path) -> None:
-    result = mm.backtest(
+    result = mm.run_backtest(
         run, "bundled:SPY", protocol="rolling", start="2019-03-01", end="2019-06-28",
         strategies=["adapted", "pooled", "buy_and_hold"], n_boot=50, every=5,
     )  # fmt: skip

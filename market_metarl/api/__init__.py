@@ -8,7 +8,7 @@ package stays light)::
     bars = mm.load("bundled:SPY", start="2015-01-01")
     exp = mm.Experiment.from_toml("envs/default.toml", train={"iterations": 50})
     run = mm.train(exp, "maml")                      # a TrainedRun, in a temporary directory
-    result = mm.backtest(run, "bundled:GOOG", protocol="rolling")
+    result = mm.run_backtest(run, "bundled:GOOG", protocol="rolling")
     result.metrics["strategies"]["adapted"]["sharpe"], result.positions.head()
     result.report("out/goog")                        # report.html, metrics.json, CSVs, PNGs
     account = mm.PaperAccount.init("paper.db", mm.train(exp, out="runs/spy"), "bundled:SPY")
@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # the layers import numpy, pandas and torch: each call import
     from market_metarl.meta.trainer import TrainEvent
     from market_metarl.parallel import Backend
 
-__all__ = ["BacktestResult", "PaperAccount", "backtest", "load", "open_run", "train"]
+__all__ = ["BacktestResult", "PaperAccount", "load", "open_run", "run_backtest", "train"]
 
 
 def load(source: str, start: Date | None = None, end: Date | None = None) -> pd.DataFrame:
@@ -175,7 +175,7 @@ class BacktestResult:
             (non-finite numbers as None).
         book: Everything computed, per strategy, seed and market
             (:class:`~market_metarl.backtest.results.Backtest`).
-        path: The folder ``backtest(out=...)`` wrote (None without ``out``; see :meth:`report`).
+        path: The folder ``run_backtest(out=...)`` wrote (None without ``out``; see :meth:`report`).
     """
 
     metrics: dict[str, Any]
@@ -243,7 +243,7 @@ class BacktestResult:
         return folder / "report.html"
 
 
-def backtest(
+def run_backtest(
     run: TrainedRun | str | Path,
     data: str | Sequence[str] | None = None,
     protocol: str = "rolling",
@@ -266,10 +266,9 @@ def backtest(
         run: The trained run (from :func:`train`) or its directory.
         data: Source(s) traded (``bundled:GOOG``, several as a list or a comma-separated string),
             or None for the run's own held-out test tasks.
-        protocol: ``rolling`` (the default: every R days adapt on the last K days and trade the
-            next R; nothing known in hindsight) or ``regime`` (adapt on a regime's first K days,
-            trade the next H; the boundaries are hindsight labels). The command line's default is
-            ``regime``.
+        protocol: ``rolling`` (every R days adapt on the last K days, trade the next R: nothing
+            known in hindsight; the command line's default is ``regime``) or ``regime`` (adapt on
+            a regime's first K days, trade the next H; the boundaries are hindsight labels).
         out: Also write the backtest folder there (see :meth:`BacktestResult.report`).
         adapt_days: K (default: the run's ``train.adapt_days``).
         every: R, days between adaptations (rolling).
@@ -277,7 +276,7 @@ def backtest(
         end: Last date read.
         seeds: Seeds of the seeded strategies (``scratch``).
         strategies: The strategies booked (default: all; ``adapted`` is always needed).
-        n_boot: Bootstrap replicates of the confidence intervals (seeded by ``bootstrap_seed``).
+        n_boot: Bootstrap replicates of the confidence intervals.
         bootstrap_seed: Seed of the bootstrap.
         progress: Show a progress bar.
         backend: Where the strategy x seed x market pieces run (default: this process).
@@ -300,7 +299,7 @@ def backtest(
         opened, data, protocol, adapt_days, start, end, seeds, every, n_boot, bootstrap_seed,
         progress=progress, backend=backend, strategies=strategies,
     )  # fmt: skip
-    result = BacktestResult(json_safe(doc), book)
+    result = BacktestResult(json_safe(doc), book, folder)
     if folder is not None:
         result.report(folder)
-    return BacktestResult(result.metrics, book, folder)
+    return result
