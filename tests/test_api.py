@@ -117,7 +117,7 @@ def test_no_public_name_shadows_a_submodule() -> None:
     mm.run_backtest  # noqa: B018
     import market_metarl.backtest.runner as runner
 
-    assert mm.backtest.runner is runner  # type: ignore[attr-defined]
+    assert mm.backtest.runner is runner
 
 
 def test_load_cuts_the_bars_to_the_dates_given() -> None:
