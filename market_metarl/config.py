@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import tomllib
@@ -25,6 +26,36 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+
+
+def read_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Parse the config at ``path``, merge ``overrides`` into it and check its sections.
+
+    Args:
+        path: A TOML config (``envs/default.toml``...).
+        overrides: Tables merged over the file's, key by key (``{"train": {"iterations": 2}}``
+            sets one key of ``[train]`` and keeps the others; a nested table such as
+            ``{"train": {"pooled": {"iterations": 2}}}`` is merged the same way; any other value
+            replaces the file's).
+
+    Raises:
+        ConfigError: The file is missing or not TOML, or a section (of the file or of
+            ``overrides``) is unknown.
+    """
+    cfg = merge_tables(read_toml(path), overrides or {})
+    check_sections(cfg, str(path))
+    return cfg
+
+
+def merge_tables(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``overrides`` merged in: tables recursively, other values replaced."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_tables(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def build(cls: type[T], table: dict[str, Any] | None, section: str) -> T:

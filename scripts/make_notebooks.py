@@ -257,12 +257,10 @@ from dataclasses import replace
 
 import numpy as np
 
+import market_metarl as mm
 from market_metarl.meta.agents import ReturnRuleAgent
 from market_metarl.meta.episodes import feature_index
 from market_metarl.meta.evaluation import evaluate_adaptation
-from market_metarl.meta.experiment import Experiment
-from market_metarl.meta.run import TrainedRun
-from market_metarl.meta.trainer import train
 
 cfg = tomllib.loads((ROOT / "envs" / "synthetic.toml").read_text())
 if SMALL:  # one short series and tiny budgets, so the test suite runs this in seconds
@@ -271,28 +269,27 @@ if SMALL:  # one short series and tiny budgets, so the test suite runs this in s
     cfg["train"]["iterations"] = 40
     cfg["train"].setdefault("rl2", {})["iterations"] = 60
     cfg["train"].setdefault("pooled", {})["iterations"] = 40
-exp = Experiment.from_config(cfg)
+exp = mm.Experiment.from_config(cfg)
 k, h = exp.train.adapt_days, exp.train.horizon
 print(len(exp.tasks.split("train")), "training regimes,", len(exp.tasks.split("test")), "held-out regimes; K =", k, "H =", h)""",
         ),
         (
             "md",
             """## Train MAML (and the pooled baseline), then RL^2
-`train` writes a run directory: the resolved config, `metrics.csv`, checkpoints.""",
+`mm.train` writes a run directory (the resolved config, `metrics.csv`, checkpoints) and returns the
+run, opened; without `out=` the directory is temporary and lives as long as the run object.""",
         ),
         (
             "code",
             """runs = OUT / "runs"
 import shutil
 shutil.rmtree(runs, ignore_errors=True)
-train(exp, "maml", runs / "maml", seed=0)
-maml = TrainedRun.open(runs / "maml")
+maml = mm.train(exp, "maml", out=runs / "maml", seed=0)
 print((runs / "maml" / "metrics.csv").read_text()[:400])""",
         ),
         (
             "code",
-            """train(exp, "rl2", runs / "rl2", seed=0)
-rl2 = TrainedRun.open(runs / "rl2")""",
+            """rl2 = mm.train(exp, "rl2", seed=0)""",
         ),
         (
             "md",
@@ -353,13 +350,12 @@ if SMALL:
     cfg_real["data"]["heldout_symbols"] = ["GOOG"]
     cfg_real["train"]["iterations"] = 5
     cfg_real["train"].setdefault("pooled", {})["iterations"] = 10
-real = Experiment.from_config(cfg_real)
+real = mm.Experiment.from_config(cfg_real)
 print(len(real.tasks.split("train")), "training regimes,", len(real.tasks.split("test")), "held-out regimes")""",
         ),
         (
             "code",
-            """train(real, "maml", runs / "real", seed=0)
-run = TrainedRun.open(runs / "real")""",
+            """run = mm.train(real, "maml", seed=0)""",
         ),
         (
             "code",
@@ -383,33 +379,21 @@ and backtrader book the same account; the report says how closely (reconciliatio
         ("code", SETUP),
         (
             "code",
-            """import json
-import shutil
-import tomllib
+            """import market_metarl as mm
 
-from market_metarl.backtest.runner import run_backtest
-from market_metarl.meta.experiment import Experiment
-from market_metarl.meta.trainer import train
-
-cfg = tomllib.loads((ROOT / "envs" / "default.toml").read_text())
-if SMALL:
-    cfg["data"]["symbols"] = ["SPY", "IWM"]
-    cfg["data"]["heldout_symbols"] = []
-    cfg["train"]["iterations"] = 5
-    cfg["train"].setdefault("pooled", {})["iterations"] = 10
-run_dir = OUT / "bt_run"
-shutil.rmtree(run_dir, ignore_errors=True)
-train(Experiment.from_config(cfg), "maml", run_dir, seed=0)""",
+# tables merged over the file's; SMALL: two symbols and tiny budgets, so the tests run in seconds
+small = {"data": {"symbols": ["SPY", "IWM"], "heldout_symbols": []}, "train": {"iterations": 5, "pooled": {"iterations": 10}}}
+exp = mm.Experiment.from_toml(ROOT / "envs" / "default.toml", **(small if SMALL else {}))
+run = mm.train(exp, "maml", seed=0)  # in a temporary folder owned by `run`; out=... keeps it""",
         ),
         (
             "code",
-            """out = run_backtest(run_dir, "bundled:GOOG", protocol="regime", end="2016-12-31" if SMALL else None,
-                   out_dir=OUT / "bt_goog", n_boot=200 if SMALL else 1000)
-metrics = json.loads((out / "metrics.json").read_text())
-print(metrics["note"] if "note" in metrics else "")
-print("reconciliation:", metrics["reconciliation"])
-import pandas as pd
-pd.DataFrame(metrics["strategies"]).T[["sharpe", "total_return", "max_drawdown", "turnover"]].sort_values("sharpe", ascending=False)""",
+            """result = mm.run_backtest(run, "bundled:GOOG", protocol="regime", end="2016-12-31" if SMALL else None,
+                         n_boot=200 if SMALL else 1000)
+out = result.report(OUT / "bt_goog").parent  # report.html, metrics.json, positions.csv, the PNGs
+print(result.metrics["note"])
+print("reconciliation:", result.metrics["reconciliation"])
+result.summary[["sharpe", "total_return", "max_drawdown", "turnover"]].sort_values("sharpe", ascending=False)""",
         ),
         (
             "md",
@@ -425,10 +409,11 @@ Image(filename=str(out / "equity.png"))""",
         ("code", """Image(filename=str(out / "adaptation_gain.png"))"""),
         (
             "md",
-            """`positions.csv` holds, per strategy and day, the target weight held over the next day and the
-account equity, so anyone can recompute the results from the raw prices.""",
+            """`result.positions` (written as `positions.csv`) holds, per strategy and day, the target weight
+held over the next day and the account equity, so anyone can recompute the results from the raw
+prices; `result.returns` the daily returns.""",
         ),
-        ("code", """pd.read_csv(out / "positions.csv").head()"""),
+        ("code", """result.positions.head()"""),
     ],
     "05_paper_trading.ipynb": [
         (
@@ -443,38 +428,39 @@ the whole loop runs offline; `yfinance:SPY` is the live feed.""",
         ("code", SETUP),
         (
             "code",
-            """import json
-import shutil
-import tomllib
+            """import shutil
 
-from market_metarl.cli import main as cli
-from market_metarl.meta.experiment import Experiment
-from market_metarl.meta.trainer import train
+import market_metarl as mm
 
-cfg = tomllib.loads((ROOT / "envs" / "default.toml").read_text())
-if SMALL:
-    cfg["data"]["symbols"] = ["SPY", "IWM"]
-    cfg["data"]["heldout_symbols"] = []
-    cfg["train"]["iterations"] = 5
-    cfg["train"].setdefault("pooled", {})["iterations"] = 10
+# tables merged over the file's; SMALL: two symbols and tiny budgets, so the tests run in seconds
+small = {"data": {"symbols": ["SPY", "IWM"], "heldout_symbols": []}, "train": {"iterations": 5, "pooled": {"iterations": 10}}}
+exp = mm.Experiment.from_toml(ROOT / "envs" / "default.toml", **(small if SMALL else {}))
 run_dir, db = OUT / "paper_run", OUT / "paper.db"
 shutil.rmtree(run_dir, ignore_errors=True)
 db.unlink(missing_ok=True)
-train(Experiment.from_config(cfg), "maml", run_dir, seed=0)""",
+run = mm.train(exp, "maml", out=run_dir, seed=0)  # on disk: the ledger records the run's folder""",
         ),
         (
             "md",
-            """`paper init` creates the account's ledger; `paper run` with a replay feed steps through each
-trading day up to `--asof`. Running it again for a day already done changes nothing.""",
+            """`PaperAccount.init` creates the account's ledger (`market-metarl paper init` on the command
+line); `run` with a replay feed steps through each trading day up to `until`, and `step` takes one
+day. Stepping again a day already done changes nothing. `PaperAccount.open(db)` reopens the account
+later, from another process or a scheduler.""",
         ),
         (
             "code",
-            """cli(["paper", "init", "--run", str(run_dir), "--feed", "bundled:SPY", "--db", str(db)])
+            """account = mm.PaperAccount.init(db, run, "bundled:SPY")
 end = "2021-01-15" if SMALL else "2021-03-31"
-cli(["paper", "run", "--db", str(db), "--start", "2021-01-04", "--asof", end])
-cli(["paper", "step", "--db", str(db), "--asof", end])  # already done: a no-op""",
+done = account.run(start="2021-01-04", until=end)
+print(f"{done.steps} steps, last {done.last_step}")
+print(account.step(end).status)  # already done: a no-op""",
         ),
-        ("code", """cli(["paper", "status", "--db", str(db)])"""),
+        (
+            "code",
+            """status = mm.PaperAccount.open(db).status()  # a dict; describe() prints it as `paper status` does
+print(account.describe())
+print(f"equity {status['equity']:,.2f} against buy-and-hold {status['buy_and_hold_equity']:,.2f}")""",
+        ),
         (
             "md",
             """The ledger is plain SQLite: every order, fill, daily equity snapshot, adaptation (with a hash

@@ -266,11 +266,41 @@ def run_backtest(
     _check_protocol(protocol)
     check_inputs(data_spec, start, end)  # before the run is opened (its task set is rebuilt)
     run = TrainedRun.open(run_dir)
+    doc, bt = evaluate(
+        run, data_spec, protocol, adapt_days, start, end, seeds, every, n_boot, bootstrap_seed,
+        progress=progress, backend=backend, settings=settings, run_label=str(run_dir),
+    )  # fmt: skip
+    return write_outputs(out, doc, bt)
+
+
+def evaluate(
+    run: TrainedRun,
+    data_spec: DataSpec,
+    protocol: str = "regime",
+    adapt_days: int | None = None,
+    start: dt.date | str | None = None,
+    end: dt.date | str | None = None,
+    seeds: int = 1,
+    every: int = 20,
+    n_boot: int = 1000,
+    bootstrap_seed: int = 0,
+    progress: bool = False,
+    backend: Backend | None = None,
+    settings: BacktestSettings | None = None,
+    run_label: str | None = None,
+    strategies: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], Backtest]:
+    """The backtest of an opened run, in memory: ``metrics.json``'s content and the books.
+
+    Arguments as :func:`run_backtest`'s; ``run_label`` (default ``run.path``) is the run's name
+    in ``metrics.json``, ``strategies`` as :func:`compute`'s.
+    :func:`~market_metarl.backtest.outputs.write_outputs` writes the result.
+    """
     settings = settings or backtest_settings(run.section("backtest"))
     bt = compute(
         run, data_spec, protocol, adapt_days, every, start, end, seeds,  # type: ignore[arg-type]
-        progress=progress, backend=backend, settings=settings,
+        strategies=strategies, progress=progress, backend=backend, settings=settings,
     )  # fmt: skip
     stats = statistics(bt, n_boot, np.random.default_rng(bootstrap_seed), settings.block_days)
-    doc = _metrics_doc(run, run_dir, data_spec, bt, stats, settings)
-    return write_outputs(out, doc, bt)
+    label = run_label if run_label is not None else str(run.path)
+    return _metrics_doc(run, label, data_spec, bt, stats, settings), bt

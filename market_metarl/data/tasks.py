@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from market_metarl.config import build, check_sections, read_toml
+from market_metarl.config import build, read_config
 from market_metarl.data.features import FeatureSpec
 from market_metarl.data.repair import DEFAULT_MAX_ROWS, RepairPolicy
 from market_metarl.data.universe import Asset, Universe, expand_universe
@@ -192,6 +192,22 @@ class TaskSet:
     splits: SplitSection
     costs: CostSpec
 
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> TaskSet:
+        """The task set an ``envs/*.toml`` file describes, with tables overridden.
+
+        Args:
+            path: The config file.
+            **overrides: Tables merged over the file's (see
+                :func:`~market_metarl.config.read_config`), e.g.
+                ``data={"symbols": ["SPY"], "heldout_symbols": []}``.
+
+        Raises:
+            ConfigError: A bad config or override.
+            DataError: The data cannot be read, or give no training task under the splits.
+        """
+        return taskset_from_config(read_config(path, overrides))
+
     def split(self, name: Split) -> list[TaskSpec]:
         """The tasks of split ``name`` (``train``/``val``/``test``), in the set's order."""
         return [t for t in self.tasks if t.split == name]
@@ -222,9 +238,7 @@ class TaskSet:
 
 def load_taskset(path: str | Path) -> TaskSet:
     """Build the TaskSet an ``envs/*.toml`` file describes."""
-    cfg = read_toml(path)
-    check_sections(cfg, str(path))
-    return taskset_from_config(cfg)
+    return taskset_from_config(read_config(path))
 
 
 def check_warmup_days(data: DataSection, features: FeatureSpec, window: int) -> None:

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from market_metarl.config import build, check_sections, read_toml, to_table
+from market_metarl.config import build, read_config, to_table
 from market_metarl.data.tasks import DataSection, TaskSet, check_warmup_days, taskset_from_config
 from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.spec import EnvSpec, env_spec_from_config
 from market_metarl.meta.contracts import check_adapt_days
-from market_metarl.meta.episodes import TaskPool, feature_index
+from market_metarl.meta.episodes import TaskPool
 from market_metarl.meta.objectives import Objective, ObjectiveName
 from market_metarl.meta.policies import Head, MLPPolicy, PolicySpec, seeded_mlp
 from market_metarl.meta.registry import algorithm_names, check_name, get_algorithm
-from market_metarl.meta.sizing import read_volatility
+from market_metarl.meta.sizing import read_volatility, vol_indices
 from market_metarl.parallel import Backend
 from market_metarl.types import ConfigError, TaskSpec
 
@@ -272,9 +273,23 @@ class Experiment:
             ConfigError: An unknown section, key or algorithm table, or a bad value.
             DataError: The data cannot be read, or give no training task under the splits.
         """
-        cfg = read_toml(path)
-        check_sections(cfg, path)
-        return cls.from_config(cfg)
+        return cls.from_config(read_config(path))
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> Experiment:
+        """Read and resolve the TOML config at ``path`` with tables overridden.
+
+        Args:
+            path: The config file (``envs/default.toml``...).
+            **overrides: Tables merged over the file's, key by key (see
+                :func:`~market_metarl.config.read_config`), e.g.
+                ``train={"iterations": 2, "pooled": {"iterations": 2}}``.
+
+        Raises:
+            ConfigError: An unknown section, key or algorithm table, or a bad value.
+            DataError: The data cannot be read, or give no training task under the splits.
+        """
+        return cls.from_config(read_config(path, overrides))
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Experiment:
@@ -373,15 +388,5 @@ class BuildContext:
             )
 
     def vol_indices(self) -> list[int]:
-        """Where each asset's decision-day ``vol`` feature sits in an observation.
-
-        Raises:
-            ConfigError: The ``vol`` feature is off (``[features] vol_window = 0``).
-        """
-        env = self.experiment.env
-        if not env.features.vol_window:
-            raise ConfigError(
-                "train.vol_target sizes positions by the observed volatility, but the vol "
-                "feature is off; set [features] vol_window >= 2 (e.g. 60)"
-            )
-        return [feature_index(env, self.n_assets, "vol", asset=i) for i in range(self.n_assets)]
+        """Where each asset's decision-day ``vol`` feature sits (:func:`~.sizing.vol_indices`)."""
+        return vol_indices(self.experiment.env, self.n_assets)

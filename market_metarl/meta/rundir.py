@@ -166,7 +166,7 @@ def _versions() -> dict[str, str]:
     import gymnasium
     import pandas
 
-    from market_metarl import __version__
+    from market_metarl._version import __version__
 
     return {
         "market_metarl": __version__,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from market_metarl.envs.spec import EnvSpec
+from market_metarl.meta.episodes import feature_index
 from market_metarl.types import ConfigError
 
 
@@ -47,3 +49,17 @@ def read_volatility(policy: nn.Module, indices: list[int]) -> None:
     if len(indices) != index.numel():
         raise ConfigError(f"one volatility index per asset needed, got {len(indices)}")
     index.copy_(torch.as_tensor(indices, dtype=torch.long))
+
+
+def vol_indices(env: EnvSpec, n_assets: int) -> list[int]:
+    """Where each asset's decision-day ``vol`` feature sits in an observation under ``env``.
+
+    Raises:
+        ConfigError: The ``vol`` feature is off (``[features] vol_window = 0``).
+    """
+    if not env.features.vol_window:
+        raise ConfigError(
+            "train.vol_target sizes positions by the observed volatility, but the vol "
+            "feature is off; set [features] vol_window >= 2 (e.g. 60)"
+        )
+    return [feature_index(env, n_assets, "vol", asset=i) for i in range(n_assets)]
