@@ -64,14 +64,16 @@ def ledger_status(ledger: Ledger) -> dict[str, Any]:
                 {"date": d, "kind": k, "detail": t} for d, k, t in ledger.events(limit=5)
             ],
         },
-        "schema": {
-            "version": SCHEMA_VERSION,
-            "history": [
-                {"version": v, "description": d, "applied_at": t}
-                for v, d, t in ledger.schema_history()
-            ],
-        },
+        "schema": _schema_info(ledger),
     }
+
+
+def _schema_info(ledger: Ledger) -> dict[str, Any]:
+    """The ``schema`` entry of the status: version, creation and migrations."""
+    history = [
+        {"version": v, "description": d, "applied_at": t} for v, d, t in ledger.schema_history()
+    ]
+    return {"version": SCHEMA_VERSION, "history": history}
 
 
 def _account_info(account: Account) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from live_helpers import check_invariants, cli
 from market_metarl.live import migrations
 from market_metarl.live.ledger import Ledger
 from market_metarl.live.migrations import MIGRATIONS, migrate
-from market_metarl.live.schema import SCHEMA_VERSION, TABLES, Account
+from market_metarl.live.schema import SCHEMA_VERSION, TABLES
 from market_metarl.types import RunError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "ledger_v1"
