@@ -180,3 +180,34 @@ def test_errors_under_json_stay_one_error_line_and_exit_2(
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("error: ")
+
+
+def test_the_json_helper_writes_numpy_scalars_as_numbers_and_non_finite_as_null(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import numpy as np
+
+    from market_metarl.cli._common import print_json
+
+    print_json(
+        {
+            "nan": float("nan"),
+            "inf": np.float32("inf"),
+            "f32": np.float32(0.5),
+            "i64": np.int64(3),
+            "flag": np.bool_(True),
+            "nested": [(1, np.float64(-np.inf)), {2: "two"}],
+            "path": Path("a/b"),
+        }
+    )
+    out = capsys.readouterr().out
+    assert "NaN" not in out and "Infinity" not in out
+    assert json.loads(out) == {
+        "nan": None,
+        "inf": None,
+        "f32": 0.5,
+        "i64": 3,
+        "flag": True,
+        "nested": [[1, None], {"2": "two"}],
+        "path": "a/b",
+    }
