@@ -145,7 +145,7 @@ def migrate(path: str | Path, backup: bool = True, now: dt.datetime | None = Non
                     continue
                 if backup and saved is None:
                     saved = _backup(p, current)
-                _apply(conn, p, version, description, apply, stamp)
+                _apply(conn, version, description, apply, stamp)
             except BaseException as exc:
                 conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
@@ -191,7 +191,6 @@ def open_current(p: Path) -> sqlite3.Connection:
 
 def _apply(
     conn: sqlite3.Connection,
-    p: Path,
     version: int,
     description: str,
     apply: Callable[[sqlite3.Connection], None],
