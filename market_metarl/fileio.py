@@ -8,6 +8,8 @@ reader, or a process killed mid-write, sees the old file or the new one, never a
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -49,3 +51,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
     """Write ``obj`` as sorted, indented JSON (with a final newline) to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n")
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python numbers and non-finite floats as ``None``.
+
+    Dicts (keys as text), lists and tuples are converted item by item; anything else is kept.
+    Needs no numpy: its scalars are recognised by the ``numbers`` ABCs and ``.item()``.
+    """
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, bool | str | None):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        return float(obj) if math.isfinite(obj) else None
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item"):
+        return json_safe(obj.item())  # np.bool_ and other scalars
+    return obj

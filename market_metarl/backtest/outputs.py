@@ -8,31 +8,17 @@ so an error leaves nothing half-written, and an earlier backtest there is replac
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from market_metarl.backtest.daily import returns_frame
 from market_metarl.backtest.results import Backtest
+from market_metarl.fileio import json_safe
 from market_metarl.types import ConfigError
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with numpy scalars as Python numbers and non-finite floats as ``None``."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def positions_frame(bt: Backtest) -> pd.DataFrame:

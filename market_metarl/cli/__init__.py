@@ -24,6 +24,7 @@ from market_metarl.cli._common import (
     EXIT_UNEXPECTED,
     Parser,
     UsageError,
+    log_notes_to_stderr,
 )
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "EXIT_UNEXPECTED", "UsageError", "build_parser", "main"]
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    log_notes_to_stderr()
     try:
         with warnings.catch_warnings(record=True) as caught:
             code = int(args.handler(args))

@@ -7,8 +7,11 @@ Nothing here imports a heavy library (pandas, numpy, torch) at import time: ``--
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,3 +153,44 @@ def parse_param(text: str) -> tuple[str, Any]:
             raise UsageError(f"--param {key} must be a finite number, got {value!r}")
         return key, number
     return key, value
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    """The ``--json`` option: one JSON object on stdout, the text for people on stderr."""
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object on stdout (the usual text goes to stderr)",
+    )
+
+
+@contextmanager
+def text_to_stderr(args: argparse.Namespace) -> Iterator[None]:
+    """With ``--json``, what is printed inside goes to stderr, so stdout holds only the JSON."""
+    if not getattr(args, "json", False):
+        yield
+        return
+    with redirect_stdout(sys.stderr):
+        yield
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as one line of JSON (sorted keys; NaN and infinities as ``null``)."""
+    from market_metarl.fileio import json_safe
+
+    print(json.dumps(json_safe(obj), sort_keys=True, default=str), flush=True)
+
+
+class _StderrNotes(logging.Handler):
+    """Log records as ``note: ...`` lines on the ``sys.stderr`` of the moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"note: {record.getMessage()}", file=sys.stderr)
+
+
+def log_notes_to_stderr() -> None:
+    """Show the package's INFO log lines (a ledger migrated...) as ``note:`` lines, once."""
+    logger = logging.getLogger("market_metarl")
+    if not any(isinstance(h, _StderrNotes) for h in logger.handlers):
+        logger.addHandler(_StderrNotes(logging.INFO))
+        logger.setLevel(logging.INFO)

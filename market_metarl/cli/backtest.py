@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
 
 from market_metarl.cli._common import (
     EXIT_OK,
     SubParsers,
     add_backend,
+    add_json,
     backend_of,
     check_backend,
+    print_json,
     require_positive,
+    text_to_stderr,
 )
 
 
@@ -32,6 +38,7 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--seeds", type=int, default=1, help="seeds of the seeded baselines")
     p.add_argument("--out", required=True, help="output folder (metrics.json, report.html...)")
     add_backend(p)
+    add_json(p)
     p.set_defaults(handler=run)
 
 
@@ -41,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_positive(args, "adapt_days", "every", "seeds")
     check_backend(args)
-    with backend_of(args) as backend:
+    with text_to_stderr(args), backend_of(args) as backend:
         out = run_backtest(
             args.run,
             args.data,
@@ -55,5 +62,23 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
             backend=backend,
         )
-    print(f"backtest written to {out} (report: {out / 'report.html'})")
+        print(f"backtest written to {out} (report: {out / 'report.html'})")
+    if args.json:
+        print_json(_summary(out))
     return EXIT_OK
+
+
+SUMMARY_KEYS = ("run", "algo", "data", "protocol", "adapt_days", "every", "horizon", "symbols")
+"""The entries of ``metrics.json`` that the ``--json`` object repeats, besides ``strategies``."""
+
+
+def _summary(out: Path) -> dict[str, Any]:
+    """The ``--json`` object of ``backtest``: where it is, and each strategy's figures."""
+    doc = json.loads((out / "metrics.json").read_text())
+    return {
+        "out": str(out),
+        "report": str(out / "report.html"),
+        "metrics_file": str(out / "metrics.json"),
+        **{k: doc[k] for k in SUMMARY_KEYS},
+        "strategies": doc["strategies"],
+    }

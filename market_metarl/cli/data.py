@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from market_metarl.cli._common import EXIT_OK, Parser, SubParsers
+from market_metarl.cli._common import (
+    EXIT_OK,
+    Parser,
+    SubParsers,
+    add_json,
+    print_json,
+    text_to_stderr,
+)
 
 
 def register(sub: SubParsers) -> None:
@@ -19,6 +26,7 @@ def register(sub: SubParsers) -> None:
         help="bundled:SPY, csv:FILE, yfinance:SPY or synthetic:NAME; csv:FILE?repair=drop drops "
         "isolated bad rows and lists each as a warning",
     )
+    add_json(p)
     p.set_defaults(handler=data_show)
     p = data_sub.add_parser("fetch", help="download daily bars with yfinance into the cache")
     p.add_argument("symbols", nargs="+", metavar="SYMBOL")
@@ -50,22 +58,36 @@ def data_show(args: argparse.Namespace) -> int:
     from market_metarl.data.sources import load_bars_with_report
 
     bars, report = load_bars_with_report(args.source)
-    print(f"source   {args.source}")
-    print(f"rows     {report.rows}")
-    print(f"first    {bars.index[0].date()}")
-    print(f"last     {bars.index[-1].date()}")
-    print(f"columns  {', '.join(bars.columns)}")
     last = bars.iloc[-1]
-    print(
-        f"last bar open {last.open:.4f}  high {last.high:.4f}  low {last.low:.4f}  "
-        f"close {last.close:.4f}  volume {last.volume:.0f}"
-    )
-    for note in report.notes:
-        print(f"note     {note}")
-    for warning in report.warnings:
-        print(f"warning  {warning}")
-    if not report.notes and not report.warnings:
-        print("valid    no problems found")
+    with text_to_stderr(args):
+        print(f"source   {args.source}")
+        print(f"rows     {report.rows}")
+        print(f"first    {bars.index[0].date()}")
+        print(f"last     {bars.index[-1].date()}")
+        print(f"columns  {', '.join(bars.columns)}")
+        print(
+            f"last bar open {last.open:.4f}  high {last.high:.4f}  low {last.low:.4f}  "
+            f"close {last.close:.4f}  volume {last.volume:.0f}"
+        )
+        for note in report.notes:
+            print(f"note     {note}")
+        for warning in report.warnings:
+            print(f"warning  {warning}")
+        if not report.notes and not report.warnings:
+            print("valid    no problems found")
+    if args.json:
+        print_json(
+            {
+                "source": args.source,
+                "rows": report.rows,
+                "first": bars.index[0].date().isoformat(),
+                "last": bars.index[-1].date().isoformat(),
+                "columns": list(bars.columns),
+                "last_bar": {k: float(last[k]) for k in ("open", "high", "low", "close", "volume")},
+                "notes": list(report.notes),
+                "warnings": list(report.warnings),
+            }
+        )
     return EXIT_OK
 
 

@@ -1,19 +1,25 @@
-"""``market-metarl paper init|step|run|status|reset``: the paper-trading commands.
+"""``market-metarl paper init|step|run|status|reset|migrate``: the paper-trading commands.
 
 Each handler turns its options into one call of :mod:`market_metarl.live.api` and prints what
 comes back, as text or (``--json``) as one JSON object per line. The trading commands import torch
-when they run; ``paper status`` and ``paper reset`` do not.
+when they run; ``paper status``, ``paper reset`` and ``paper migrate`` do not.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from market_metarl.cli._common import EXIT_OK, Parser, SubParsers, UsageError, finite_float
+from market_metarl.cli._common import (
+    EXIT_OK,
+    Parser,
+    SubParsers,
+    UsageError,
+    finite_float,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from market_metarl.live.api import RunStart
@@ -25,6 +31,7 @@ HELPS = {
     "run": "step once per trading day (replay: through --asof), resume, stop on SIGINT/TERM",
     "status": "positions, equity, PnL against buy-and-hold, adaptation and guardrails",
     "reset": "clear the kill switch and the fallback to the pooled policy",
+    "migrate": "bring a ledger written by an older market_metarl to this schema version",
 }
 """The subcommands and their one-line help."""
 
@@ -51,6 +58,8 @@ def register(sub: SubParsers) -> None:
             p.add_argument("--cash", type=finite_float, help="initial cash (default: [paper] cash)")
             p.add_argument("--adapt-days", type=int, help="K (default: the run's adapt_days)")
             p.add_argument("--adapt-every", type=int, help="R (default: [paper] every, 20)")
+        if name == "migrate":
+            p.add_argument("--no-backup", action="store_true", help="skip the <db>.v<N>.bak copy")
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
         p.set_defaults(handler=dispatch)
 
@@ -72,7 +81,10 @@ def parse_date(text: str | None, what: str = "--asof") -> dt.date | None:
 
 
 def _say(args: argparse.Namespace, text: str, obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, sort_keys=True) if args.json else text, flush=True)
+    if args.json:
+        print_json(obj)
+    else:
+        print(text, flush=True)
 
 
 def _print_step(args: argparse.Namespace, result: StepResult) -> None:
@@ -164,7 +176,7 @@ def _status(args: argparse.Namespace) -> int:
 
     status = account_status(args.db)
     if args.json:
-        print(json.dumps(status, sort_keys=True, default=str))
+        print_json(status)
     else:
         print(format_status(status))
     return EXIT_OK
@@ -178,5 +190,33 @@ def _reset(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-HANDLERS = {"init": _init, "step": _step, "run": _run, "status": _status, "reset": _reset}
+def _migrate(args: argparse.Namespace) -> int:
+    from market_metarl.live.migrations import migrate
+
+    done = migrate(args.db, backup=not args.no_backup)
+    if done.applied:
+        steps = "; ".join(f"v{v}: {d}" for v, d in done.applied)
+        text = f"migrated {args.db} from schema version {done.from_version} to {done.to_version}"
+        text += f" ({steps}); copy of the old ledger: {done.backup or 'none (--no-backup)'}"
+    else:
+        text = f"{args.db} is at schema version {done.to_version} already; nothing to do"
+    obj = {
+        "db": str(args.db),
+        "from_version": done.from_version,
+        "to_version": done.to_version,
+        "applied": [{"version": v, "description": d} for v, d in done.applied],
+        "backup": str(done.backup) if done.backup else None,
+    }
+    _say(args, text, obj)
+    return EXIT_OK
+
+
+HANDLERS = {
+    "init": _init,
+    "step": _step,
+    "run": _run,
+    "status": _status,
+    "reset": _reset,
+    "migrate": _migrate,
+}
 """The handler of each ``paper`` subcommand."""

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from market_metarl.cli._common import EXIT_OK, SubParsers, parse_param, write_text
+from market_metarl.cli._common import (
+    EXIT_OK,
+    SubParsers,
+    add_json,
+    parse_param,
+    print_json,
+    text_to_stderr,
+    write_text,
+)
 
 
 def register(sub: SubParsers) -> None:
@@ -20,6 +28,7 @@ def register(sub: SubParsers) -> None:
     )
     p.add_argument("--out", help="write the regimes as CSV")
     p.add_argument("--plot", help="write a PNG of the price with regimes shaded")
+    add_json(p)
     p.set_defaults(handler=run)
 
 
@@ -41,5 +50,16 @@ def run(args: argparse.Namespace) -> int:
         from market_metarl.data.plotting import plot_regimes
 
         plot_regimes(bars, found, args.plot, title=f"{args.source}: {args.method} regimes")
-    print(frame.to_string(index=False))
+    with text_to_stderr(args):
+        print(frame.to_string(index=False))
+    if args.json:
+        print_json(
+            {
+                "source": args.source,
+                "method": args.method,
+                "out": args.out,
+                "plot": args.plot,
+                "regimes": frame.to_dict(orient="records"),
+            }
+        )
     return EXIT_OK

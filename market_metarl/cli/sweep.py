@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from market_metarl.cli._common import (
     EXIT_OK,
     SubParsers,
     add_algo,
     add_backend,
+    add_json,
     backend_of,
     check_backend,
+    print_json,
     require_positive,
+    text_to_stderr,
 )
+
+if TYPE_CHECKING:
+    from market_metarl.meta.sweep import Grid, SweepResult
 
 
 def register(sub: SubParsers) -> None:
@@ -34,13 +42,14 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--split", choices=["auto", "val", "test"], default="auto", help="tasks scored")
     p.add_argument("--out", required=True, help="sweep folder; rerun the command to resume")
     add_backend(p)
+    add_json(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep and print its table (mean post-adaptation Sharpe, 95% CI)."""
     from market_metarl.config import read_toml
-    from market_metarl.meta.sweep import parse_grid, run_sweep, table_lines
+    from market_metarl.meta.sweep import parse_grid, run_sweep
 
     require_positive(args, "seeds", "iterations")
     check_backend(args)
@@ -49,10 +58,30 @@ def run(args: argparse.Namespace) -> int:
         cfg.setdefault("train", {})["iterations"] = args.iterations
     grid = parse_grid(args.grid)
     algo = args.algo or str(cfg.get("train", {}).get("algo", "maml"))
-    with backend_of(args) as backend:
+    with text_to_stderr(args), backend_of(args) as backend:
         result = run_sweep(
             cfg, algo, args.seeds, grid, args.out, backend, args.seed, args.split, progress=True
         )
+        _print_table(result, grid)
+    if args.json:
+        print_json(
+            {
+                "out": str(result.out),
+                "table": str(result.out / "sweep.csv"),
+                "algo": algo,
+                "split": result.split,
+                "ran": result.ran,
+                "skipped": result.skipped,
+                "rows": [{"rank": i, **asdict(row)} for i, row in enumerate(result.rows, 1)],
+            }
+        )
+    return EXIT_OK
+
+
+def _print_table(result: SweepResult, grid: Grid) -> None:
+    """Say what ran, then the table (mean post-adaptation Sharpe, 95% CI) and where it is."""
+    from market_metarl.meta.sweep import table_lines
+
     print(
         f"{result.ran} runs trained now, {result.skipped} found finished; "
         f"scored on the {result.split} tasks (mean post-adaptation Sharpe, 95% CI)"
@@ -62,4 +91,3 @@ def run(args: argparse.Namespace) -> int:
     for line in table_lines(result.rows, [k for k, _ in grid]):
         print(line)
     print(f"table written to {result.out / 'sweep.csv'}")
-    return EXIT_OK

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from market_metarl.cli._common import (
     EXIT_OK,
     SubParsers,
     add_algo,
     add_backend,
+    add_json,
     backend_of,
     check_backend,
+    print_json,
     require_positive,
+    text_to_stderr,
 )
 
 if TYPE_CHECKING:
+    from market_metarl.meta.experiment import Experiment
     from market_metarl.meta.trainer import TrainEvent
 
 
@@ -38,6 +44,7 @@ def register(sub: SubParsers) -> None:
         help="also log TensorBoard scalars to DIR/<run name>/ (needs: pip install tensorboard)",
     )
     add_backend(p)
+    add_json(p)
     p.set_defaults(handler=run)
 
 
@@ -54,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
     exp = with_threads(exp, args.threads)
     exp = with_tensorboard(exp, args.tensorboard)
     algo = args.algo or exp.train.algo
-    print(f"{len(exp.tasks.split('train'))} train tasks, {len(exp.tasks.split('test'))} test tasks")
-    with backend_of(args) as backend:
+    started = time.perf_counter()
+    with text_to_stderr(args), backend_of(args) as backend:
+        print(
+            f"{len(exp.tasks.split('train'))} train tasks, {len(exp.tasks.split('test'))} test tasks"
+        )
         run_dir = train(
             exp,
             algo,
@@ -65,8 +75,27 @@ def run(args: argparse.Namespace) -> int:
             on_event=_progress_bars(),
             backend=backend,
         )
-    print(f"run written to {run_dir}")
+        print(f"run written to {run_dir}")
+    if args.json:
+        print_json(_summary(run_dir, time.perf_counter() - started, exp))
     return EXIT_OK
+
+
+def _summary(run_dir: Path, seconds: float, exp: Experiment) -> dict[str, Any]:
+    """The ``--json`` object of ``train``."""
+    from market_metarl.meta.rundir import final_metrics, read_run_json
+
+    state = read_run_json(run_dir)
+    return {
+        "run_dir": str(run_dir),
+        "algo": state["algo"],
+        "seed": state["seed"],
+        "iterations": state["iterations"],
+        "seconds": round(seconds, 3),
+        "train_tasks": len(exp.tasks.split("train")),
+        "test_tasks": len(exp.tasks.split("test")),
+        "metrics": final_metrics(run_dir / "metrics.csv"),
+    }
 
 
 def _progress_bars() -> Callable[[TrainEvent], None]:

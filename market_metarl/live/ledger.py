@@ -10,7 +10,7 @@ is a no-op and nothing trades twice.
 
 Schema (version ``SCHEMA_VERSION``; the columns are in :mod:`market_metarl.live.schema`):
 
-- ``meta``: schema version and kind of file;
+- ``meta``: schema version and kind of file (the version is also ``PRAGMA user_version``);
 - ``account``: one row: account id, run (path, digest of its config and checkpoints, algo, seed),
   symbol, feed, initial cash, rolling settings (K, R), guardrail settings, origin (first step
   date), creation time;
@@ -22,7 +22,11 @@ Schema (version ``SCHEMA_VERSION``; the columns are in :mod:`market_metarl.live.
   books' equity (pooled policy, buy-and-hold);
 - ``shadow_books``: the shadow books (cash, shares, pending target);
 - ``adaptations``: per rolling block, the support dates and a hash of the adapted state;
-- ``guardrail_events``, ``guard_state``: every guardrail event, and the kill/fallback flags.
+- ``guardrail_events``, ``guard_state``: every guardrail event, and the kill/fallback flags;
+- ``schema_history``: when the ledger was created and each schema migration applied to it.
+
+A ledger of an older schema version is migrated when opened (:mod:`market_metarl.live.migrations`,
+after a copy to ``<db>.v<old>.bak``; one log line); a newer one is refused.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from market_metarl.fileio import temporary_sibling
+from market_metarl.live.migrations import open_current
 from market_metarl.live.schema import (
     LEDGER_KIND,
     SCHEMA,
@@ -48,7 +53,6 @@ from market_metarl.live.schema import (
     Book,
     EquityRow,
     connect,
-    open_meta,
     remove_with_journals,
 )
 from market_metarl.types import DataError, RunError
@@ -91,6 +95,11 @@ class Ledger:
                     "INSERT INTO meta VALUES (?, ?)",
                     [("schema_version", str(SCHEMA_VERSION)), ("kind", LEDGER_KIND)],
                 )
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute(
+                    "INSERT INTO schema_history VALUES (?, 'ledger created', ?)",
+                    (SCHEMA_VERSION, account.created),
+                )
                 row = asdict(account)
                 conn.execute(
                     f"INSERT INTO account (id, {', '.join(row)}) "
@@ -116,21 +125,18 @@ class Ledger:
 
     @classmethod
     def open(cls, path: str | Path) -> Ledger:
-        """Open an existing ledger; a missing or foreign file raises :class:`RunError`."""
-        p = Path(path)
-        if not p.is_file():
-            raise RunError(f"no ledger at {p}; create one with `market-metarl paper init`")
-        conn, rows = open_meta(p)
-        if rows.get("kind") != LEDGER_KIND:
-            conn.close()
-            raise RunError(f"{p} is not a market_metarl paper ledger")
-        if rows.get("schema_version") != str(SCHEMA_VERSION):
-            conn.close()
-            raise RunError(
-                f"{p} has ledger schema version {rows.get('schema_version')}; this version of "
-                f"market_metarl reads version {SCHEMA_VERSION}"
-            )
-        return cls(conn, p)
+        """Open an existing ledger, migrating it first when its schema version is older.
+
+        Raises:
+            RunError: No ledger at ``path``, a foreign or damaged file, or a ledger of a newer
+                schema version than this code reads.
+        """
+        return cls(open_current(Path(path)), Path(path))
+
+    def schema_history(self) -> list[tuple[int, str, str]]:
+        """``(version, description, applied_at)`` of the ledger's creation and each migration."""
+        rows = self.conn.execute("SELECT * FROM schema_history ORDER BY version")
+        return [(int(v), str(d), str(t)) for v, d, t in rows]
 
     def close(self) -> None:
         """Close the connection."""

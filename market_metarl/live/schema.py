@@ -1,7 +1,10 @@
 """The ledger's SQLite schema (see :mod:`market_metarl.live.ledger` for what each table holds).
 
-Bump :data:`SCHEMA_VERSION` on any change: a ledger of another version is refused when opened.
-The rows read back as records: :class:`Account`, :class:`Book` (a shadow book) and
+The file's schema version is ``PRAGMA user_version`` (also written to ``meta.schema_version``, which
+is where version 1 kept it). To change the schema: edit :data:`SCHEMA` (what a new ledger gets),
+append the migration that brings the previous version to the new one to
+:data:`market_metarl.live.migrations.MIGRATIONS`, and bump :data:`SCHEMA_VERSION`. An older ledger
+is migrated when opened; a newer one is refused. The rows read back as records: :class:`Account`, :class:`Book` (a shadow book) and
 :class:`EquityRow` (a close mark).
 """
 
@@ -13,7 +16,7 @@ from pathlib import Path
 
 from market_metarl.types import RunError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LEDGER_KIND = "market_metarl.paper-ledger"
 
 SCHEMA: tuple[str, ...] = (
@@ -99,6 +102,12 @@ SCHEMA: tuple[str, ...] = (
         killed INTEGER NOT NULL,
         fallback INTEGER NOT NULL,
         updated TEXT)""",
+    """CREATE TABLE schema_history (
+        version INTEGER PRIMARY KEY,
+        description TEXT NOT NULL,
+        applied_at TEXT NOT NULL)""",
+    "CREATE INDEX orders_by_status ON orders (status, date, symbol)",
+    "CREATE INDEX fills_by_date ON fills (date, symbol)",
 )
 TABLES: tuple[str, ...] = (
     "meta",
@@ -114,6 +123,7 @@ TABLES: tuple[str, ...] = (
     "adaptations",
     "guardrail_events",
     "guard_state",
+    "schema_history",
 )
 SHADOW_BOOKS: tuple[str, ...] = ("pooled", "buy_and_hold")
 
@@ -178,6 +188,39 @@ def remove_with_journals(path: Path) -> None:
     """Remove the database file ``path`` and its journals."""
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def open_ledger_file(p: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
+    """Connect to the paper ledger at ``p`` and read its ``meta`` table (any schema version).
+
+    Raises:
+        RunError: No file at ``p``, a damaged file, or a database that is not a paper ledger.
+    """
+    if not p.is_file():
+        raise RunError(f"no ledger at {p}; create one with `market-metarl paper init`")
+    conn, rows = open_meta(p)
+    if rows.get("kind") != LEDGER_KIND:
+        conn.close()
+        raise RunError(f"{p} is not a market_metarl paper ledger")
+    return conn, rows
+
+
+def stored_version(conn: sqlite3.Connection, meta: dict[str, str], p: Path) -> int:
+    """The schema version of the ledger open on ``conn`` (``meta``: its ``meta`` table).
+
+    ``PRAGMA user_version``; a ledger written before it was set (version 1) has 0 there and its
+    version in ``meta.schema_version``.
+
+    Raises:
+        RunError: Neither holds a version.
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version:
+        return version
+    text = meta.get("schema_version", "")
+    if not text.isdigit() or int(text) < 1:
+        raise RunError(f"{p} has no ledger schema version (meta says {text!r}); it is corrupt")
+    return int(text)
 
 
 def open_meta(p: Path) -> tuple[sqlite3.Connection, dict[str, str]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from market_metarl.live.ledger import Account, Ledger
+from market_metarl.live.ledger import SCHEMA_VERSION, Account, Ledger
 
 
 def ledger_status(ledger: Ledger) -> dict[str, Any]:
@@ -17,7 +17,8 @@ def ledger_status(ledger: Ledger) -> dict[str, Any]:
     Keys: ``account``, ``last_step_date``, ``equity``, ``cash``, ``positions`` (symbol -> weight at
     the last close), ``shares``, ``initial_cash``, ``pnl``, ``total_return``,
     ``buy_and_hold_equity``, ``buy_and_hold_return``, ``excess_return``, ``pooled_shadow_equity``,
-    ``last_step``, ``pending_orders``, ``last_adaptation``, ``guardrails``.
+    ``last_step``, ``pending_orders``, ``last_adaptation``, ``guardrails``, ``schema`` (the
+    ledger's schema ``version`` and its ``history``: creation and each migration, with times).
     """
     account = ledger.account()
     last = ledger.last_step()
@@ -63,7 +64,16 @@ def ledger_status(ledger: Ledger) -> dict[str, Any]:
                 {"date": d, "kind": k, "detail": t} for d, k, t in ledger.events(limit=5)
             ],
         },
+        "schema": _schema_info(ledger),
     }
+
+
+def _schema_info(ledger: Ledger) -> dict[str, Any]:
+    """The ``schema`` entry of the status: version, creation and migrations."""
+    history = [
+        {"version": v, "description": d, "applied_at": t} for v, d, t in ledger.schema_history()
+    ]
+    return {"version": SCHEMA_VERSION, "history": history}
 
 
 def _account_info(account: Account) -> dict[str, Any]:
@@ -130,5 +140,7 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(("guardrails", state))
     for event in guard["recent_events"]:
         lines.append(("event", f"{event['date']} {event['kind']} {event['detail']}"))
+    history = ", ".join(f"v{h['version']} {h['applied_at']}" for h in status["schema"]["history"])
+    lines.append(("ledger schema", f"version {status['schema']['version']} ({history})"))
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)

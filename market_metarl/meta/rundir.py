@@ -299,6 +299,21 @@ def trim_metrics(path: Path, learner: str, done: int) -> None:
         atomic_write(path, write)
 
 
+def final_metrics(path: Path) -> dict[str, dict[str, float]]:
+    """Each learner's metrics at its last iteration in ``metrics.csv`` (learner -> name -> value)."""
+    last: dict[str, tuple[int, dict[str, float]]] = {}
+    with path.open(newline="") as fh:
+        for row in csv.reader(fh):
+            if len(row) != 4 or not row[1].isdigit():
+                continue  # the header, or a line cut short by a kill
+            learner, iteration = row[0], int(row[1])
+            if learner not in last or iteration > last[learner][0]:
+                last[learner] = (iteration, {})
+            if iteration == last[learner][0]:
+                last[learner][1][row[2]] = float(row[3])
+    return {learner: metrics for learner, (_, metrics) in last.items()}
+
+
 def save_checkpoint(path: Path, learner: Learner, rng: np.random.Generator, iteration: int) -> None:
     """Write ``learner``'s checkpoint (agent part, training part, the sampling RNG) atomically."""
     payload = {
