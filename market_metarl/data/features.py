@@ -111,8 +111,13 @@ class FeatureSpec:
         return max(spans)
 
     def names(self) -> list[str]:
-        """Column names :func:`compute_features` returns, in order (``log_ret`` first)."""
-        cols = ["log_ret"] + (["vol"] if self.vol_window else [])
+        """Column names :func:`compute_features` returns, in order (``log_ret`` first).
+
+        ``vol`` is always a column: with ``vol_window = 0`` it is all NaN (zeros in the
+        observation tensors), kept so the observation layout of runs trained that way stays
+        what their checkpoints expect.
+        """
+        cols = ["log_ret", "vol"]
         cols += [f"mom_{h}" for h in self.momentum_horizons]
         if self.drawdown:
             cols.append("drawdown")
@@ -158,9 +163,9 @@ def compute_features(
     log_close = np.log(close)
     log_ret = log_close.diff().fillna(0.0)
     out: dict[str, pd.Series] = {"log_ret": log_ret}
-    if spec.vol_window:  # off: no column at all (names() lists none, feature_index relies on it)
-        vol = log_ret.rolling(spec.vol_window, min_periods=spec.vol_window).std(ddof=1)
-        out["vol"] = vol * np.sqrt(252.0)
+    out["vol"] = log_ret.rolling(spec.vol_window, min_periods=spec.vol_window).std(
+        ddof=1
+    ) * np.sqrt(252.0)
     for h in spec.momentum_horizons:
         out[f"mom_{h}"] = (log_close - log_close.shift(h)) / (np.sqrt(h) * 0.01)
     if spec.drawdown:

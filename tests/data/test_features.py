@@ -159,3 +159,17 @@ def test_optional_features_can_be_turned_off(bars: pd.DataFrame) -> None:
 def test_bad_feature_spec_is_a_config_error(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         FeatureSpec(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        FeatureSpec(),
+        FeatureSpec(vol_window=0, momentum_horizons=(), volume_window=0, drawdown=False),
+        FeatureSpec(vol_window=0, return_lags=2, norm_return_horizons=(1, 5)),
+    ],
+)
+def test_names_are_the_columns_computed(bars: pd.DataFrame, spec: FeatureSpec) -> None:
+    # feature_index strides the observation by names(): a column it does not list (the
+    # all-NaN vol of vol_window = 0 once was) would shift every feature after it
+    assert spec.names() == list(compute_features(bars, spec).columns)

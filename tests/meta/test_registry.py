@@ -36,25 +36,22 @@ MAML is pinned to its per-task path (the code the digests were recorded with); i
 default has a digest of its own."""
 
 DIGESTS = {
-    "maml": "ff615bebff403b0c",
-    "maml vectorised": "ff615bebff403b0c",
-    "maml vectorised, position input": "3527e29005f67baf",
-    "rl2": "0f5d069f84625a40",
-    "rl2_ppo": "d49f6d8ded2f7ae5",
-    "model_based": "4eeccec09f6d5684",
-    "pearl": "31ffd021514ed98a",
-    "pooled": "b646cbda31daff3b",
-    "pooled alone": "2c6637e0f016fc56",
+    "maml": "c8e413f33e6964d1",
+    "maml vectorised": "c8e413f33e6964d1",
+    "maml vectorised, position input": "a8670b6eafed86ee",
+    "rl2": "5be441a7a472f936",
+    "rl2_ppo": "7c51df38717b61b4",
+    "model_based": "7d01036f2f6dc3ae",
+    "pearl": "bcdd6c81d3ffd7f2",
+    "pooled": "82ad76e52a4475b7",
+    "pooled alone": "27e65db4fc507c44",
 }
 """Digests of the trained parameters (seed 0, :data:`TINY`), recorded with the code before the
 algorithms moved into ``meta/algos/`` (then ``rl2_ppo`` was ``rl2`` with ``rl2_trainer = "ppo"``).
 The pooled twin trained second (seed path 1) differs from a pooled-only run (seed path 0).
 MAML's vectorised path rounds to the per-task digest here (the paths agree to ~1e-7); the digest
 with ``position_input`` (its per-day loop) was recorded when that path was added, and the per-task
-path rounds to it too. Re-recorded once since, deliberately: with ``[features] vol_window = 0``
-the observation used to carry an all-zero ``vol`` column that ``FeatureSpec.names()`` did not
-list; dropping it narrows the input layer, which changes every initialisation (same code
-otherwise: the digests above were re-recorded on the commit that dropped it)."""
+path rounds to it too."""
 
 
 def params_digest(agent_part: dict[str, dict[str, torch.Tensor]]) -> str:
