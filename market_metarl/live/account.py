@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from market_metarl.envs.costs import CostModel
+from market_metarl.live.alpaca_schema import BROKER_KINDS, broker_kind
+from market_metarl.live.broker import Broker, PaperBroker
 from market_metarl.live.feeds import Feed, open_feed
 from market_metarl.live.ledger import Account, Ledger
 from market_metarl.live.settings import PaperConfig, paper_config
 from market_metarl.meta.contracts import Agent
 from market_metarl.meta.run import TrainedRun
-from market_metarl.types import DataError, RunError
+from market_metarl.types import ConfigError, DataError, RunError
 
 
 def run_digest(run: TrainedRun) -> str:
@@ -45,6 +47,10 @@ def init_account(
     every: int | None = None,
     now: dt.datetime | None = None,
     settings: dict[str, Any] | None = None,
+    broker: str = "sim",
+    alpaca_url: str | None = None,
+    alpaca_live: bool = False,
+    real_money: bool = False,
 ) -> Account:
     """Create the ledger of a new paper account trading ``feed_spec`` with the run's policy.
 
@@ -57,14 +63,20 @@ def init_account(
         every: R (default: ``[paper] every``, else 20 like ``backtest --every``).
         now: Creation time (default: now, UTC).
         settings: ``[paper]`` keys that override the run's (strict, like the table).
+        broker: ``sim`` (the paper broker over the ledger) or ``alpaca`` (Alpaca's API; the cash
+            is the Alpaca account's, which must hold no position).
+        alpaca_url: Alpaca's base URL (default: ``APCA_API_BASE_URL``, else Alpaca's own).
+        alpaca_live: Trade Alpaca's live (real money) account instead of the paper one.
+        real_money: The confirmation ``alpaca_live`` needs.
 
     Raises:
         RunError: Unknown or unfinished run, or the ledger exists already.
-        ConfigError: Invalid ``[paper]`` settings or overrides.
+        ConfigError: Invalid ``[paper]`` settings or overrides, or broker options.
         DataError: The feed cannot be read.
     """
     # the cheap checks first: the ledger's path, the settings given, the feed; then the run
     db_path = _new_ledger_path(db)
+    _check_broker(broker, cash, alpaca_live, real_money)
     given = {"cash": cash, "adapt_days": adapt_days, "every": every}
     overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
     paper_config({"paper": overrides})
@@ -73,6 +85,11 @@ def init_account(
     run = TrainedRun.open(run_path)
     digest = run_digest(run)
     run.agent("adapted"), run.agent("pooled")  # fail now, not at the first step
+    setup = None
+    if broker == "alpaca":
+        from market_metarl.live.alpaca import alpaca_setup
+
+        overrides["cash"], setup = alpaca_setup(not alpaca_live, alpaca_url, feed.symbol)
     cfg = paper_config({"paper": {**run.section("paper"), **overrides}}).resolved(run.adapt_days)
     created = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     account_id = hashlib.sha256(f"{digest}|{feed.symbol}|{created}".encode()).hexdigest()[:10]
@@ -92,8 +109,35 @@ def init_account(
         origin=None,
         created=created,
     )
-    Ledger.create(db_path, account).close()
+    write = None if setup is None else (lambda conn: setup(conn, created))
+    Ledger.create(db_path, account, write).close()
     return account
+
+
+def _check_broker(broker: str, cash: float | None, live: bool, real_money: bool) -> None:
+    """The broker options of ``paper init``, checked before anything is read."""
+    if broker not in BROKER_KINDS:
+        raise ConfigError(f"--broker must be one of {', '.join(BROKER_KINDS)}, got {broker!r}")
+    if broker != "alpaca" and live:
+        raise ConfigError("--alpaca-live needs --broker alpaca")
+    if broker == "alpaca" and cash is not None:
+        raise ConfigError(
+            "--cash does not apply to --broker alpaca: the account's cash is the Alpaca account's"
+        )
+    if live and not real_money:
+        raise ConfigError(
+            "--alpaca-live trades REAL money on Alpaca's live account; add "
+            "--i-know-this-is-real-money to confirm, or drop --alpaca-live for the paper account"
+        )
+
+
+def open_broker(ledger: Ledger, costs: CostModel) -> Broker:
+    """The broker of the account in ``ledger``: Alpaca's (imports alpaca-py) or the paper one."""
+    if broker_kind(ledger.conn) == "alpaca":
+        from market_metarl.live.alpaca import AlpacaBroker
+
+        return AlpacaBroker.open(ledger)
+    return PaperBroker(ledger, costs)
 
 
 def _new_ledger_path(db: str | Path) -> Path:
@@ -108,7 +152,7 @@ def _new_ledger_path(db: str | Path) -> Path:
 
 @dataclass
 class PaperSession:
-    """An account opened for stepping: its ledger, run, agents, feed and cost model."""
+    """An account opened for stepping: its ledger, run, agents, feed, cost model and broker."""
 
     ledger: Ledger
     account: Account
@@ -118,6 +162,7 @@ class PaperSession:
     feed: Feed
     costs: CostModel
     config: PaperConfig
+    broker: Broker
 
     @classmethod
     def open(
@@ -155,6 +200,7 @@ class PaperSession:
                 feed,
                 costs,
                 config,
+                open_broker(ledger, costs),
             )
         except BaseException:
             ledger.close()

@@ -31,7 +31,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -67,8 +67,15 @@ class Ledger:
     # opening
 
     @classmethod
-    def create(cls, path: str | Path, account: Account) -> Ledger:
+    def create(
+        cls,
+        path: str | Path,
+        account: Account,
+        setup: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> Ledger:
         """Create the file with its schema and account row (one transaction).
+
+        ``setup`` writes more in that transaction (a broker's tables and row).
 
         Raises:
             RunError: ``path`` exists already, or its folder does not.
@@ -105,6 +112,8 @@ class Ledger:
                     [(name, account.initial_cash) for name in SHADOW_BOOKS],
                 )
                 conn.execute("INSERT INTO guard_state VALUES (1, 0, 0, NULL)")
+                if setup is not None:
+                    setup(conn)
             conn.close()
             os.link(tmp, p)  # never replaces a ledger created meanwhile
         except FileExistsError:
@@ -316,6 +325,13 @@ class Ledger:
         )
         if cur.rowcount != 1:
             raise DataError(f"order {client_id} is not pending; it cannot be filled twice")
+
+    def cancel_order(self, client_id: str) -> None:
+        """Mark a submitted order cancelled (the broker refused, expired or cancelled it)."""
+        self.conn.execute(
+            "UPDATE orders SET status = 'cancelled' WHERE client_id = ? AND status = 'submitted'",
+            (client_id,),
+        )
 
     def set_book(self, cash: float, positions: dict[str, float], day: str) -> None:
         """Set the cash and the positions after a fill on ``day``."""
