@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: on these machines 2.13.0 is a CPU build already on disk; a bare
 	# `torch` would pull a multi-GB CUDA build. pyproject itself declares torch>=2.3.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	# the distributed extra (Ray) too: the tests check that both backends give the same results
-	$(BIN)/python -m pip install --quiet -e '.[dev,distributed]'
+	# the distributed extra (Ray) too: the tests check that both backends give the same results;
+	# the alpaca extra: the Alpaca broker's tests run the real alpaca-py client against a fake server
+	$(BIN)/python -m pip install --quiet -e '.[dev,distributed,alpaca]'
 	touch $(STAMP)
 
 install: $(STAMP)
