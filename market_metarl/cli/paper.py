@@ -108,8 +108,11 @@ def _print_step(args: argparse.Namespace, result: StepResult) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from market_metarl.live.api import init_account
+    from market_metarl.live.api import BrokerChoice, init_account
 
+    broker = BrokerChoice(
+        args.broker, args.alpaca_url, args.alpaca_live, args.i_know_this_is_real_money
+    )
     account = init_account(
         args.db,
         args.run,
@@ -117,10 +120,7 @@ def _init(args: argparse.Namespace) -> int:
         cash=args.cash,
         adapt_days=args.adapt_days,
         every=args.adapt_every,
-        broker=args.broker,
-        alpaca_url=args.alpaca_url,
-        alpaca_live=args.alpaca_live,
-        real_money=args.i_know_this_is_real_money,
+        broker=broker,
     )
     _say(
         args,

@@ -96,12 +96,9 @@ def decide(
         peak: Highest equity so far (the initial cash included).
         mismatch: The broker's book against the ledger's, as a fraction of equity (0: agree).
     """
-    if killed:
-        return GuardDecision(None, "halted", True, fallback, (GuardEvent("halted", {}),))
-    if mismatch > cfg.reconcile_tolerance:
-        event = GuardEvent(
-            "reconcile_kill", {"difference": mismatch, "limit": cfg.reconcile_tolerance}
-        )
+    if killed or mismatch > cfg.reconcile_tolerance:  # halted, or the broker disagrees
+        detail = {} if killed else {"difference": mismatch, "limit": cfg.reconcile_tolerance}
+        event = GuardEvent("halted" if killed else "reconcile_kill", detail)
         return GuardDecision(None, "halted", True, fallback, (event,))
     dd = drawdown(equity[-1], peak)
     if cfg.max_drawdown < 1.0 and dd > cfg.max_drawdown:

@@ -210,7 +210,9 @@ class FakeAlpaca:
             return self.send(req, 429, ERRORS["rate_limit"])
         if fault in ("reject-403", "reject-422"):
             code = int(fault[-3:])
-            return self.send(req, code, ERRORS["insufficient_buying_power" if code == 403 else "fractional_opg"])
+            return self.send(
+                req, code, ERRORS["insufficient_buying_power" if code == 403 else "fractional_opg"]
+            )
         refusal = self.refusal(body)
         if refusal is not None:
             return self.send(req, *refusal)

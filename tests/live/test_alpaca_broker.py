@@ -15,12 +15,12 @@ import pytest
 
 pytest.importorskip("alpaca")
 
-from market_metarl.envs.costs import CostModel  # noqa: E402
-from market_metarl.types import CostSpec  # noqa: E402
-from market_metarl.live.alpaca import AlpacaBroker, OrderRefusedError, alpaca_setup  # noqa: E402
-from market_metarl.live.alpaca_client import open_clients  # noqa: E402
-from market_metarl.live.broker import Broker, OrderRequest, PaperBroker  # noqa: E402
-from market_metarl.live.ledger import Account, Ledger  # noqa: E402
+from market_metarl.envs.costs import CostModel
+from market_metarl.live.alpaca import AlpacaBroker, OrderRefusedError, alpaca_setup
+from market_metarl.live.alpaca_client import open_clients
+from market_metarl.live.broker import Broker, OrderRequest, PaperBroker
+from market_metarl.live.ledger import Account, Ledger
+from market_metarl.types import CostSpec
 
 DECIDED, NEXT = dt.date(2019, 3, 1), dt.date(2019, 3, 4)
 CLOSE, OPEN = 280.0, 281.5
@@ -129,7 +129,12 @@ def test_an_order_fills_at_the_next_open_and_the_book_follows(pair: Pair) -> Non
     pair.next_open(NEXT, OPEN)
     assert pair.broker.order(order.client_id).status == "filled"  # type: ignore[union-attr]
     (fill,) = pair.broker.fills()
-    assert (fill.client_id, fill.date, fill.symbol, fill.price) == (order.client_id, NEXT, "SPY", OPEN)
+    assert (fill.client_id, fill.date, fill.symbol, fill.price) == (
+        order.client_id,
+        NEXT,
+        "SPY",
+        OPEN,
+    )
     shares = pair.broker.positions()["SPY"]
     assert shares == fill.shares
     # about half the equity in SPY, at the open (the paper broker's costs, Alpaca's whole shares)
@@ -222,7 +227,9 @@ def test_an_opg_order_in_the_window_is_refused_by_the_fake_too(
         broker.submit(buy())
 
 
-def test_the_alpaca_tables_are_created_once_and_idempotently(alpaca: tuple[AlpacaBroker, Any]) -> None:
+def test_the_alpaca_tables_are_created_once_and_idempotently(
+    alpaca: tuple[AlpacaBroker, Any],
+) -> None:
     from market_metarl.live.alpaca_schema import alpaca_tables, broker_kind
 
     broker, _ = alpaca

@@ -17,27 +17,28 @@ import pytest
 
 pytest.importorskip("alpaca")
 
-from alpaca_fake import at  # noqa: E402
-from live_helpers import check_invariants, cli  # noqa: E402
+from alpaca_fake import at
+from live_helpers import check_invariants, cli
 
-from market_metarl.data.sources import load_bars  # noqa: E402
-from market_metarl.live.account import PaperSession, init_account  # noqa: E402
-from market_metarl.live.alpaca_client import FAULT_ENV  # noqa: E402
-from market_metarl.live.ledger import Ledger  # noqa: E402
-from market_metarl.live.step import StepResult, step  # noqa: E402
+from market_metarl.data.sources import load_bars
+from market_metarl.live.account import BrokerChoice, PaperSession, init_account
+from market_metarl.live.alpaca_client import FAULT_ENV
+from market_metarl.live.ledger import Ledger
+from market_metarl.live.step import StepResult, step
 
 DAYS = ("2019-03-01", "2019-03-04", "2019-03-05")
 
 
-def spy_open(day: str) -> float:
-    return float(load_bars("bundled:SPY").loc[day, "open"])
+def spy_price(day: str, column: str = "open") -> float:
+    bars = load_bars("bundled:SPY")
+    return float(bars[column].to_numpy()[bars.index.get_loc(day)])
 
 
 @pytest.fixture
 def db(maml_run: Path, tmp_path: Path, fake_alpaca: Any) -> Path:
     fake_alpaca.evening(DAYS[0])
     path = tmp_path / "alpaca.db"
-    init_account(path, maml_run, "bundled:SPY", broker="alpaca")
+    init_account(path, maml_run, "bundled:SPY", broker=BrokerChoice("alpaca"))
     return path
 
 
@@ -49,7 +50,7 @@ def step_on(db: Path, day: str) -> StepResult:
 
 def next_day(fake: Any, day: str) -> None:
     """The fake's open of ``day`` (OPG orders fill at the bundled open), then its evening."""
-    fake.open_day(day, {"SPY": spy_open(day)})
+    fake.open_day(day, {"SPY": spy_price(day)})
     fake.evening(day)
 
 
@@ -60,7 +61,9 @@ def sent_orders(db: Path) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def test_an_alpaca_account_steps_trades_at_the_open_and_reconciles(db: Path, fake_alpaca: Any) -> None:
+def test_an_alpaca_account_steps_trades_at_the_open_and_reconciles(
+    db: Path, fake_alpaca: Any
+) -> None:
     for i, day in enumerate(DAYS):
         if i:
             next_day(fake_alpaca, day)
@@ -79,14 +82,18 @@ def test_an_alpaca_account_steps_trades_at_the_open_and_reconciles(db: Path, fak
             assert taken[cid]["id"] == alpaca_id and float(taken[cid]["qty"]) == abs(qty)
     with Ledger.open(db) as ledger:
         (fill,) = ledger.fills("2019-03-04")[:1]
-    assert (fill["date"], fill["price"], fill["cost"]) == ("2019-03-04", spy_open("2019-03-04"), 0.0)
+    assert (fill["date"], fill["price"], fill["cost"]) == (
+        "2019-03-04",
+        spy_price("2019-03-04"),
+        0.0,
+    )
 
 
 def test_a_step_in_the_opg_window_sends_nothing_and_says_when_to_run(
     db: Path, fake_alpaca: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert step_on(db, DAYS[0]).status == "stepped"
-    fake_alpaca.open_day(DAYS[1], {"SPY": spy_open(DAYS[1])})
+    fake_alpaca.open_day(DAYS[1], {"SPY": spy_price(DAYS[1])})
     fake_alpaca.now = at(DAYS[1], "16:30")
     with Ledger.open(db) as ledger:
         before = ledger.dump()
@@ -117,13 +124,12 @@ def test_a_position_changed_behind_the_ledger_trips_the_kill_switch(
     with Ledger.open(db) as ledger:
         assert ledger.guard_state() == (True, False)
         ((ledger_shares, broker_shares, difference),) = ledger.conn.execute(
-            "SELECT ledger_shares, broker_shares, difference FROM reconciliations "
-            "WHERE date = ?",
+            "SELECT ledger_shares, broker_shares, difference FROM reconciliations WHERE date = ?",
             (DAYS[1],),
         ).fetchall()
     mine, theirs = json.loads(ledger_shares), json.loads(broker_shares)
     assert theirs["SPY"] - mine.get("SPY", 0.0) == 7
-    close = float(load_bars("bundled:SPY").loc[DAYS[1], "close"])  # valued at the day's close
+    close = spy_price(DAYS[1], "close")  # valued at the day's close
     assert result.equity is not None
     assert difference == pytest.approx(7 * close / result.equity, rel=1e-12)
     code, out, _ = cli(capsys, "paper", "status", "--db", str(db))
@@ -136,12 +142,14 @@ def test_a_refused_order_is_one_error_line_and_a_consistent_ledger(
     db: Path, fake_alpaca: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_alpaca.faults = ["reject-403"]
-    code, out, err = cli(capsys, "paper", "step", "--db", str(db), "--asof", DAYS[0])
+    code, _, err = cli(capsys, "paper", "step", "--db", str(db), "--asof", DAYS[0])
     if not fake_alpaca.posts:
         pytest.skip("the first day's target rounds to no whole share")
     assert code == 2
     (line,) = err.strip().splitlines()
-    assert line.startswith("error: Alpaca refused order mmrl-") and "insufficient buying power" in line
+    assert (
+        line.startswith("error: Alpaca refused order mmrl-") and "insufficient buying power" in line
+    )
     assert fake_alpaca.taken() == []
     assert check_invariants(db) == 1
     ((_, state, _, _),) = sent_orders(db)
@@ -182,10 +190,15 @@ def test_init_refuses_bad_broker_options_with_one_error_line(
         m.setitem(sys.modules, "alpaca.trading.client", None)  # alpaca-py not installed
         assert "pip install 'market-metarl[alpaca]'" in refused()
     assert fake_alpaca.posts == 0
-    code, _, err = cli(capsys, *base, db, "--broker", "alpaca", "--alpaca-live", "--i-know-this-is-real-money")
+    code, _, err = cli(
+        capsys, *base, db, "--broker", "alpaca", "--alpaca-live", "--i-know-this-is-real-money"
+    )
     assert code == 0, err
     with Ledger.open(db) as ledger:
-        assert ledger.conn.execute("SELECT kind, paper FROM broker_account").fetchone() == ("alpaca", 0)
+        assert ledger.conn.execute("SELECT kind, paper FROM broker_account").fetchone() == (
+            "alpaca",
+            0,
+        )
 
 
 @pytest.mark.parametrize("point", ["before-post", "after-post"])
@@ -194,7 +207,9 @@ def test_sigkill_between_the_ledger_write_and_the_post_then_a_rerun_sends_one_or
 ) -> None:
     argv = [sys.executable, "-m", "market_metarl", "paper", "step", "--db", str(db)]
     argv += ["--asof", DAYS[0]]
-    killed = subprocess.run(argv, env={**os.environ, FAULT_ENV: point}, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        argv, env={**os.environ, FAULT_ENV: point}, capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     ((_, state, _, _),) = sent_orders(db)
     if state == "empty":
