@@ -11,6 +11,8 @@ Faults on the next order POSTs (:attr:`FakeAlpaca.faults`, consumed in order):
 - ``504-after-accept``: the order is taken, the answer is a 504;
 - ``429``: a 429, the order is not taken;
 - ``drop``: the order is taken, the connection drops in the middle of the answer;
+- ``slow``: the order is taken, the answer comes after :attr:`FakeAlpaca.delay` seconds (the
+  client times out first);
 - ``reject-403`` / ``reject-422``: Alpaca's error body, nothing taken.
 """
 
@@ -20,6 +22,7 @@ import copy
 import datetime as dt
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +62,7 @@ class FakeAlpaca:
         self.orders: list[dict[str, Any]] = []
         self.posts = 0
         self.faults: list[str] = []
+        self.delay = 1.0
         self.requests: list[tuple[str, str]] = []
         self.now = at(self.sessions[0].isoformat(), "19:30")
         self.lock = threading.Lock()
@@ -219,6 +223,13 @@ class FakeAlpaca:
         order = self.new_order(body)
         if fault == "504-after-accept":
             return self.send(req, 504, "upstream request timeout")
+        if fault == "slow":  # answered late, without holding the state's lock
+            self.lock.release()
+            try:
+                time.sleep(self.delay)
+            finally:
+                self.lock.acquire()
+            return self.send(req, 200, order)
         if fault == "drop":  # headers promise more than is sent, then the connection closes
             data = json.dumps(order).encode()
             req.send_response(200)

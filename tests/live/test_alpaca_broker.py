@@ -156,6 +156,19 @@ def alpaca(tmp_path: Path, fake_alpaca: Any) -> Iterator[tuple[AlpacaBroker, Any
         made.ledger.close()
 
 
+def test_a_post_that_times_out_is_looked_up_not_resent(tmp_path: Path, fake_alpaca: Any) -> None:
+    made = alpaca_pair(tmp_path, fake_alpaca)
+    broker = AlpacaBroker(made.ledger, open_clients(True, None, timeout=0.2), wait=0.01)
+    fake_alpaca.faults, fake_alpaca.delay = ["slow"], 1.0
+    try:
+        order = broker.submit(buy())
+        (taken,) = fake_alpaca.taken()
+        assert fake_alpaca.posts == 1
+        assert sent(made.ledger, order.client_id)[:2] == ("sent", taken["id"])
+    finally:
+        made.ledger.close()
+
+
 def sent(ledger: Ledger, cid: str) -> tuple[Any, ...]:
     return ledger.conn.execute(
         "SELECT a.state, a.alpaca_id, a.qty, a.wanted_qty, o.status FROM alpaca_orders a "

@@ -224,3 +224,22 @@ def test_sigkill_between_the_ledger_write_and_the_post_then_a_rerun_sends_one_or
     assert (state, alpaca_id, taken["client_order_id"]) == ("sent", taken["id"], cid)
     assert fake_alpaca.posts == 1
     check_invariants(db)
+
+
+def test_a_step_without_keys_or_alpaca_py_is_one_error_line_and_status_still_reads(
+    db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["paper", "step", "--db", str(db), "--asof", DAYS[0]]
+    with monkeypatch.context() as m:
+        m.delenv("APCA_API_KEY_ID")
+        code, _, err = cli(capsys, *argv)
+        assert code == 2 and err.startswith("error: --broker alpaca needs the account's API keys")
+        assert len(err.strip().splitlines()) == 1
+        code, out, _ = cli(capsys, "paper", "status", "--db", str(db))  # the ledger alone
+        assert code == 0 and "alpaca paper account PA3FAKE0TEST" in out
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "alpaca.trading.client", None)
+        code, _, err = cli(capsys, *argv)
+        assert code == 2 and "pip install 'market-metarl[alpaca]'" in err
+    with Ledger.open(db) as ledger:
+        assert ledger.last_step() is None
