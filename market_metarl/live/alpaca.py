@@ -193,7 +193,7 @@ class AlpacaBroker(Broker):
         symbols = sorted(set(mine) | set(self._shares))
         value = sum(abs(mine.get(s, 0.0) - self._shares.get(s, 0.0)) * marks[s] for s in symbols)
         equity = cash + sum(q * marks[s] for s, q in mine.items())
-        difference = (value + abs(cash - self._cash)) / equity
+        difference = (value + abs(cash - self._cash)) / max(equity, 1e-9)  # a wiped-out book: kill
         self.ledger.conn.execute(
             "INSERT INTO reconciliations (date, checked_at, ledger_shares, broker_shares, "
             "ledger_cash, broker_cash, difference) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -90,7 +90,7 @@ def open_clients(paper: bool, url: str | None, timeout: float = TIMEOUT) -> Clie
 
     read, orders = make(), make()
     orders._retry = 0  # see the module docstring: a resent POST is decided by a look-up
-    return Clients(read, orders, str(read._base_url))
+    return Clients(read, orders, str(getattr(read._base_url, "value", read._base_url)))
 
 
 def failure(exc: BaseException) -> tuple[str, str]:
