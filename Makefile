@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	# `torch` would pull a multi-GB CUDA build. pyproject itself declares torch>=2.3.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	# the distributed extra (Ray) too: the tests check that both backends give the same results;
-	# the tensorboard extra: the tests read back the event files a run writes
-	$(BIN)/python -m pip install --quiet -e '.[dev,distributed,tensorboard]'
+	# the tensorboard extra: the tests read back the event files a run writes;
+	# the alpaca extra: the Alpaca broker's tests run the real alpaca-py client against a fake server
+	$(BIN)/python -m pip install --quiet -e '.[dev,distributed,tensorboard,alpaca]'
 	touch $(STAMP)
 
 install: $(STAMP)

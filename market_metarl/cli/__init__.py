@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from market_metarl import __version__
+from market_metarl._version import __version__
 from market_metarl.cli import backtest, data, paper, regimes, sweep, train
 from market_metarl.cli._common import (
     EXIT_BAD_INPUT,

@@ -58,10 +58,29 @@ def register(sub: SubParsers) -> None:
             p.add_argument("--cash", type=finite_float, help="initial cash (default: [paper] cash)")
             p.add_argument("--adapt-days", type=int, help="K (default: the run's adapt_days)")
             p.add_argument("--adapt-every", type=int, help="R (default: [paper] every, 20)")
+            _broker_options(p)
         if name == "migrate":
             p.add_argument("--no-backup", action="store_true", help="skip the <db>.v<N>.bak copy")
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
         p.set_defaults(handler=dispatch)
+
+
+def _broker_options(p: argparse.ArgumentParser) -> None:
+    """``paper init``'s broker options (the kind is stored with the account)."""
+    p.add_argument(
+        "--broker",
+        choices=("sim", "alpaca"),
+        default="sim",
+        help="sim: the simulated paper broker (default); alpaca: Alpaca's paper API (alpaca-py, "
+        "keys in APCA_API_KEY_ID / APCA_API_SECRET_KEY)",
+    )
+    p.add_argument(
+        "--alpaca-url", help="Alpaca base URL (default: APCA_API_BASE_URL, else Alpaca's)"
+    )
+    p.add_argument("--alpaca-live", action="store_true", help="Alpaca's live account: REAL money")
+    p.add_argument(
+        "--i-know-this-is-real-money", action="store_true", help="confirms --alpaca-live"
+    )
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -101,8 +120,11 @@ def _print_step(args: argparse.Namespace, result: StepResult) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from market_metarl.live.api import init_account
+    from market_metarl.live.api import BrokerChoice, init_account
 
+    broker = BrokerChoice(
+        args.broker, args.alpaca_url, args.alpaca_live, args.i_know_this_is_real_money
+    )
     account = init_account(
         args.db,
         args.run,
@@ -110,13 +132,19 @@ def _init(args: argparse.Namespace) -> int:
         cash=args.cash,
         adapt_days=args.adapt_days,
         every=args.adapt_every,
+        broker=broker,
     )
     _say(
         args,
         f"created {args.db}: account {account.account_id} trades {account.symbol} from "
         f"{account.feed} with {account.algo} (K={account.adapt_days}, R={account.every}), "
-        f"cash {account.initial_cash:,.2f}",
-        {"db": str(args.db), "account_id": account.account_id, "symbol": account.symbol},
+        f"cash {account.initial_cash:,.2f}, broker {args.broker}",
+        {
+            "db": str(args.db),
+            "account_id": account.account_id,
+            "symbol": account.symbol,
+            "broker": args.broker,
+        },
     )
     return EXIT_OK
 

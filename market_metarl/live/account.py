@@ -10,17 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from market_metarl.envs.costs import CostModel
+from market_metarl.live.alpaca_schema import BROKER_KINDS, broker_kind
+from market_metarl.live.broker import Broker, PaperBroker
 from market_metarl.live.feeds import Feed, open_feed
 from market_metarl.live.ledger import Account, Ledger
 from market_metarl.live.settings import PaperConfig, paper_config
 from market_metarl.meta.contracts import Agent
 from market_metarl.meta.run import TrainedRun
-from market_metarl.types import DataError, RunError
+from market_metarl.types import ConfigError, DataError, RunError
 
 
 def run_digest(run: TrainedRun) -> str:
@@ -45,6 +48,7 @@ def init_account(
     every: int | None = None,
     now: dt.datetime | None = None,
     settings: dict[str, Any] | None = None,
+    broker: BrokerChoice | None = None,
 ) -> Account:
     """Create the ledger of a new paper account trading ``feed_spec`` with the run's policy.
 
@@ -57,14 +61,17 @@ def init_account(
         every: R (default: ``[paper] every``, else 20 like ``backtest --every``).
         now: Creation time (default: now, UTC).
         settings: ``[paper]`` keys that override the run's (strict, like the table).
+        broker: The broker to trade through (default: the simulated paper broker).
 
     Raises:
         RunError: Unknown or unfinished run, or the ledger exists already.
-        ConfigError: Invalid ``[paper]`` settings or overrides.
+        ConfigError: Invalid ``[paper]`` settings or overrides, or broker options.
         DataError: The feed cannot be read.
     """
     # the cheap checks first: the ledger's path, the settings given, the feed; then the run
     db_path = _new_ledger_path(db)
+    choice = broker or BrokerChoice()
+    choice.check(cash)
     given = {"cash": cash, "adapt_days": adapt_days, "every": every}
     overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
     paper_config({"paper": overrides})
@@ -73,18 +80,45 @@ def init_account(
     run = TrainedRun.open(run_path)
     digest = run_digest(run)
     run.agent("adapted"), run.agent("pooled")  # fail now, not at the first step
+    setup = None
+    if choice.kind == "alpaca":  # the account's cash is the Alpaca account's
+        from market_metarl.live.alpaca import alpaca_setup
+
+        overrides["cash"], setup = alpaca_setup(not choice.live, choice.url, feed.symbol)
     cfg = paper_config({"paper": {**run.section("paper"), **overrides}}).resolved(run.adapt_days)
     created = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-    account_id = hashlib.sha256(f"{digest}|{feed.symbol}|{created}".encode()).hexdigest()[:10]
-    account = Account(
-        account_id=account_id,
-        run_path=str(Path(run_path).resolve()),
+    account = _new_account(run, Path(run_path), digest, (feed.symbol, feed_spec), cfg, created)
+
+    def write(conn: sqlite3.Connection) -> None:
+        if setup is not None:
+            setup(conn, created)
+
+    Ledger.create(db_path, account, write).close()
+    return account
+
+
+def _new_account(
+    run: TrainedRun,
+    run_path: Path,
+    digest: str,
+    feed: tuple[str, str],
+    cfg: PaperConfig,
+    created: str,
+) -> Account:
+    """The account row of a new ledger; ``feed`` is its symbol and spec.
+
+    The account's id is a hash of the run, the symbol and the creation time.
+    """
+    symbol, spec = feed
+    return Account(
+        account_id=hashlib.sha256(f"{digest}|{symbol}|{created}".encode()).hexdigest()[:10],
+        run_path=str(run_path.resolve()),
         run_digest=digest,
         config_digest=run.config_digest,
         algo=run.algo,
         seed=run.seed,
-        symbol=feed.symbol,
-        feed=feed_spec,
+        symbol=symbol,
+        feed=spec,
         initial_cash=cfg.cash,
         adapt_days=cfg.adapt_days,
         every=cfg.every,
@@ -92,8 +126,51 @@ def init_account(
         origin=None,
         created=created,
     )
-    Ledger.create(db_path, account).close()
-    return account
+
+
+@dataclass(frozen=True)
+class BrokerChoice:
+    """The broker of a new account (``paper init --broker``), stored with it.
+
+    Attributes:
+        kind: ``sim`` (the simulated paper broker over the ledger) or ``alpaca`` (Alpaca's API;
+            the account's cash is the Alpaca account's, which must hold no position).
+        url: Alpaca's base URL (``APCA_API_BASE_URL`` overrides it; default: Alpaca's own).
+        live: Alpaca's live (real money) account instead of the paper one.
+        real_money: The confirmation ``live`` needs.
+    """
+
+    kind: str = "sim"
+    url: str | None = None
+    live: bool = False
+    real_money: bool = False
+
+    def check(self, cash: float | None) -> None:
+        """Refuse options that do not go together (before anything is read)."""
+        if self.kind not in BROKER_KINDS:
+            raise ConfigError(
+                f"--broker must be one of {', '.join(BROKER_KINDS)}, got {self.kind!r}"
+            )
+        if self.kind != "alpaca" and (self.live or self.url):
+            raise ConfigError("--alpaca-live and --alpaca-url need --broker alpaca")
+        if self.kind == "alpaca" and cash is not None:
+            raise ConfigError(
+                "--cash does not apply to --broker alpaca: the cash is the Alpaca account's"
+            )
+        if self.live and not self.real_money:
+            raise ConfigError(
+                "--alpaca-live trades REAL money on Alpaca's live account; add "
+                "--i-know-this-is-real-money to confirm, or drop --alpaca-live for paper trading"
+            )
+
+
+def open_broker(ledger: Ledger, costs: CostModel) -> Broker:
+    """The broker of the account in ``ledger``: Alpaca's (imports alpaca-py) or the paper one."""
+    if broker_kind(ledger.conn) == "alpaca":
+        from market_metarl.live.alpaca import AlpacaBroker
+
+        return AlpacaBroker.open(ledger)
+    return PaperBroker(ledger, costs)
 
 
 def _new_ledger_path(db: str | Path) -> Path:
@@ -108,7 +185,7 @@ def _new_ledger_path(db: str | Path) -> Path:
 
 @dataclass
 class PaperSession:
-    """An account opened for stepping: its ledger, run, agents, feed and cost model."""
+    """An account opened for stepping: its ledger, run, agents, feed, cost model and broker."""
 
     ledger: Ledger
     account: Account
@@ -118,6 +195,7 @@ class PaperSession:
     feed: Feed
     costs: CostModel
     config: PaperConfig
+    broker: Broker
 
     @classmethod
     def open(
@@ -155,6 +233,7 @@ class PaperSession:
                 feed,
                 costs,
                 config,
+                open_broker(ledger, costs),
             )
         except BaseException:
             ledger.close()

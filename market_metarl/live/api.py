@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from market_metarl.live.account import init_account
+from market_metarl.live.account import BrokerChoice, init_account
 from market_metarl.live.ledger import Ledger
 from market_metarl.live.status import ledger_status
 from market_metarl.types import ConfigError
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the trading calls import torch; `paper status` does not wai
     from market_metarl.live.step import StepResult
 
 __all__ = [
+    "BrokerChoice",
     "RunStart",
     "RunSummary",
     "account_status",

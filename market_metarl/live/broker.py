@@ -10,23 +10,9 @@ the conventions of :mod:`market_metarl.envs.accounting`, and the trade itself is
 (:func:`rebalance` calls :func:`~market_metarl.envs.simulator.rebalance_and_mark`), so the paper
 account's equity equals the env's and the backtest's to float precision.
 
-Plugging in a real paper API (Alpaca's, through alpaca-py, is the expected first) means one more
-subclass of :class:`Broker`, mapped like this:
-
-- :meth:`Broker.submit`: read ``TradingClient.get_account().equity`` and the symbol's last price,
-  turn the target weight into a share quantity (``qty = w * equity / price - held``) and send
-  ``MarketOrderRequest(symbol, qty=abs(qty), side=BUY|SELL, time_in_force=TimeInForce.OPG,
-  client_order_id=client_id)``: ``OPG`` executes at the next open, exactly our timing. Alpaca
-  refuses a second order with the same ``client_order_id``, which keeps :meth:`submit` idempotent
-  (on that refusal, look the order up with ``get_order_by_client_id``).
-- :meth:`Broker.order`: ``get_order_by_client_id(client_id)`` (status ``new``/``accepted`` ->
-  ``submitted``, ``filled`` -> ``filled``, ``canceled``/``expired``/``rejected`` -> ``cancelled``).
-- :meth:`Broker.positions`: ``get_all_positions()`` (``qty`` per symbol).
-- :meth:`Broker.cash`: ``get_account().cash``; :meth:`Broker.equity`: ``get_account().equity``.
-- :meth:`Broker.fills`: ``get_account_activities(activity_types=[ActivityType.FILL])``, or
-  ``filled_qty`` and ``filled_avg_price`` of each order.
-
-Costs are then the broker's real ones; the ledger still records orders, fills and equity.
+:class:`~market_metarl.live.alpaca.AlpacaBroker` (``paper init --broker alpaca``) implements it
+over Alpaca's API through alpaca-py: OPG market orders (filled at the next open, the same timing),
+written ahead to the ledger before they are sent, and reconciled at every step.
 """
 
 from __future__ import annotations
@@ -54,12 +40,15 @@ class OrderRequest:
         symbol: The symbol.
         target_weight: Weight of equity to hold after the next open.
         decided: The decision day.
+        ref_price: The decision day's close, where a broker that trades share quantities (Alpaca)
+            turns the weight into shares; None where the broker needs none (the paper broker).
     """
 
     client_id: str
     symbol: str
     target_weight: float
     decided: dt.date
+    ref_price: float | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +75,32 @@ class Fill:
 
 
 class Broker(ABC):
-    """Where target-weight orders go (a paper ledger, or later a real paper-trading API)."""
+    """Where target-weight orders go (the paper ledger, or Alpaca's API).
+
+    The daily step calls, in order: :meth:`prepare` (before its transaction: talk to the broker;
+    a message means "not now"), then inside its one ledger transaction :meth:`settle` (fills),
+    :meth:`reconcile` and :meth:`stage` (the day's order), then :meth:`flush` after the commit (a
+    broker behind a network sends there what :meth:`stage` wrote ahead).
+    """
+
+    def prepare(self) -> str | None:
+        """Get ready for a step; a message (when to run instead) means: step nothing now."""
+        return None
+
+    def stage(self, request: OrderRequest) -> None:
+        """Record the day's order inside the step's transaction (here: :meth:`submit` it)."""
+        self.submit(request)
+
+    def flush(self) -> None:  # noqa: B027 (a hook: most brokers have nothing to send)
+        """After the step's transaction committed: send what :meth:`stage` recorded (nothing)."""
+
+    def reconcile(self, day: str, prices: Mapping[str, float]) -> float:
+        """Compare the ledger's book with the broker's; the difference as a fraction of equity."""
+        return 0.0
+
+    @abstractmethod
+    def settle(self, bars: pd.DataFrame) -> list[Fill]:
+        """Record the fills of pending orders up to the last bar of ``bars`` (one symbol's)."""
 
     @abstractmethod
     def submit(self, request: OrderRequest) -> Order:
@@ -111,6 +125,31 @@ class Broker(ABC):
     def equity(self, prices: Mapping[str, float]) -> float:
         """Cash plus the positions at ``prices``."""
         return self.cash() + sum(q * prices[s] for s, q in self.positions().items() if q)
+
+
+def ledger_order(ledger: Ledger, client_id: str) -> Order | None:
+    """The order with this client id as the ledger records it, or None."""
+    row = ledger.order(client_id)
+    if row is None:
+        return None
+    day, symbol, weight, status = row
+    return Order(client_id, symbol, weight, dt.date.fromisoformat(day), status)
+
+
+def ledger_fills(ledger: Ledger, since: dt.date | None = None) -> list[Fill]:
+    """The fills the ledger records dated ``since`` or later, oldest first."""
+    rows = ledger.fills(since.isoformat() if since else None)
+    return [
+        Fill(
+            r["client_id"],
+            dt.date.fromisoformat(r["date"]),
+            r["symbol"],
+            r["shares"],
+            r["price"],
+            r["cost"],
+        )
+        for r in rows
+    ]
 
 
 def rebalance(
@@ -205,11 +244,7 @@ class PaperBroker(Broker):
 
     def order(self, client_id: str) -> Order | None:
         """The order with this client id, or None."""
-        row = self.ledger.order(client_id)
-        if row is None:
-            return None
-        day, symbol, weight, status = row
-        return Order(client_id, symbol, weight, dt.date.fromisoformat(day), status)
+        return ledger_order(self.ledger, client_id)
 
     def positions(self) -> dict[str, float]:
         """Shares held, by symbol."""
@@ -221,18 +256,7 @@ class PaperBroker(Broker):
 
     def fills(self, since: dt.date | None = None) -> list[Fill]:
         """Fills dated ``since`` or later, oldest first."""
-        rows = self.ledger.fills(since.isoformat() if since else None)
-        return [
-            Fill(
-                r["client_id"],
-                dt.date.fromisoformat(r["date"]),
-                r["symbol"],
-                r["shares"],
-                r["price"],
-                r["cost"],
-            )
-            for r in rows
-        ]
+        return ledger_fills(self.ledger, since)
 
     def settle(self, bars: pd.DataFrame) -> list[Fill]:
         """Fill every pending order whose next open is in ``bars`` (one symbol's bars)."""

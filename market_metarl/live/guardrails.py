@@ -4,7 +4,10 @@ In order, each decision day:
 
 1. **Kill switch**: once tripped, no order is sent until ``paper reset`` (event ``halted``). It
    trips when equity falls more than ``max_drawdown`` below its peak: the account is flattened
-   (target 0) and stops (event ``kill_switch``).
+   (target 0) and stops (event ``kill_switch``). It also trips when the broker's book differs from
+   the ledger's by more than ``reconcile_tolerance`` of equity (a broker behind a network, e.g.
+   Alpaca): then nothing is sent, not even a flattening order, since which book is right is
+   unknown (event ``reconcile_kill``).
 2. **Fallback to the pooled policy**: a shadow book follows the pooled (non-adapted) policy with
    the same accounting; when the account's log return over the last ``fallback_window`` days trails
    the shadow's by more than ``fallback_lag``, the account trades the pooled policy's target from
@@ -77,6 +80,7 @@ def decide(
     equity: Sequence[float],
     shadow: Sequence[float],
     peak: float,
+    mismatch: float = 0.0,
 ) -> GuardDecision:
     """Apply the guardrails to one decision day.
 
@@ -90,9 +94,12 @@ def decide(
         equity: The account's equity at each close, oldest first, this one last.
         shadow: The pooled shadow book's equity on the same days.
         peak: Highest equity so far (the initial cash included).
+        mismatch: The broker's book against the ledger's, as a fraction of equity (0: agree).
     """
-    if killed:
-        return GuardDecision(None, "halted", True, fallback, (GuardEvent("halted", {}),))
+    if killed or mismatch > cfg.reconcile_tolerance:  # halted, or the broker disagrees
+        detail = {} if killed else {"difference": mismatch, "limit": cfg.reconcile_tolerance}
+        event = GuardEvent("halted" if killed else "reconcile_kill", detail)
+        return GuardDecision(None, "halted", True, fallback, (event,))
     dd = drawdown(equity[-1], peak)
     if cfg.max_drawdown < 1.0 and dd > cfg.max_drawdown:
         event = GuardEvent(

@@ -8,25 +8,9 @@ step's date is the primary key of ``steps`` and an order's deterministic client 
 account, date and symbol) the primary key of ``orders``, so a step re-run for a date already done
 is a no-op and nothing trades twice.
 
-Schema (version ``SCHEMA_VERSION``; the columns are in :mod:`market_metarl.live.schema`):
-
-- ``meta``: schema version and kind of file (the version is also ``PRAGMA user_version``);
-- ``account``: one row: account id, run (path, digest of its config and checkpoints, algo, seed),
-  symbol, feed, initial cash, rolling settings (K, R), guardrail settings, origin (first step
-  date), creation time;
-- ``steps``: one row per decision day: adaptation day of its block, the policy that traded, the
-  adapted and pooled targets, the final target and its order;
-- ``orders``, ``fills``: target-weight orders by client id, and their fills (shares, price, cost);
-- ``positions``, ``cash``: the account's book now;
-- ``equity``, ``marks``: the book marked at every session's close since the origin, with the shadow
-  books' equity (pooled policy, buy-and-hold);
-- ``shadow_books``: the shadow books (cash, shares, pending target);
-- ``adaptations``: per rolling block, the support dates and a hash of the adapted state;
-- ``guardrail_events``, ``guard_state``: every guardrail event, and the kill/fallback flags;
-- ``schema_history``: when the ledger was created and each schema migration applied to it.
-
-A ledger of an older schema version is migrated when opened (:mod:`market_metarl.live.migrations`,
-after a copy to ``<db>.v<old>.bak``; one log line); a newer one is refused.
+What each table holds, and the schema version: :mod:`market_metarl.live.schema`. A ledger of an
+older schema version is migrated when opened (:mod:`market_metarl.live.migrations`, after a copy
+to ``<db>.v<old>.bak``; one log line); a newer one is refused.
 """
 
 from __future__ import annotations
@@ -35,7 +19,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -71,8 +55,15 @@ class Ledger:
     # opening
 
     @classmethod
-    def create(cls, path: str | Path, account: Account) -> Ledger:
+    def create(
+        cls,
+        path: str | Path,
+        account: Account,
+        setup: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> Ledger:
         """Create the file with its schema and account row (one transaction).
+
+        ``setup`` writes more in that transaction (a broker's tables and row).
 
         Raises:
             RunError: ``path`` exists already, or its folder does not.
@@ -114,6 +105,8 @@ class Ledger:
                     [(name, account.initial_cash) for name in SHADOW_BOOKS],
                 )
                 conn.execute("INSERT INTO guard_state VALUES (1, 0, 0, NULL)")
+                if setup is not None:
+                    setup(conn)
             conn.close()
             os.link(tmp, p)  # never replaces a ledger created meanwhile
         except FileExistsError:
@@ -322,6 +315,13 @@ class Ledger:
         )
         if cur.rowcount != 1:
             raise DataError(f"order {client_id} is not pending; it cannot be filled twice")
+
+    def cancel_order(self, client_id: str) -> None:
+        """Mark a submitted order cancelled (the broker refused, expired or cancelled it)."""
+        self.conn.execute(
+            "UPDATE orders SET status = 'cancelled' WHERE client_id = ? AND status = 'submitted'",
+            (client_id,),
+        )
 
     def set_book(self, cash: float, positions: dict[str, float], day: str) -> None:
         """Set the cash and the positions after a fill on ``day``."""

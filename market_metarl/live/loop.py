@@ -130,6 +130,8 @@ def _live(
             taken += result.status == "stepped"
             if on_step is not None:
                 on_step(result)
+            if result.status == "waiting":  # the broker refuses orders now (Alpaca's OPG window)
+                wait = every or STALE_RETRY
         except StaleDataError as exc:
             if on_step is not None:
                 on_step(StepResult(None, "waiting", str(exc)))

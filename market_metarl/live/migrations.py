@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from market_metarl.fileio import temporary_sibling
+from market_metarl.live.alpaca_schema import alpaca_tables
 from market_metarl.live.schema import (
     SCHEMA_VERSION,
     connect,
@@ -65,6 +66,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "schema_history table; indexes of pending orders and of fills by date",
         _v2_history_and_indexes,
     ),
+    (3, "broker tables: broker_account, alpaca_orders, reconciliations", alpaca_tables),
 )
 """Every migration, in version order (the last one's ``to_version`` is ``SCHEMA_VERSION``)."""
 
@@ -98,7 +100,7 @@ def pending(version: int) -> list[Migration]:
     if versions != list(range(2, SCHEMA_VERSION + 1)):  # a broken registry is a bug, not input
         raise AssertionError(f"MIGRATIONS go to versions {versions}, not 2..{SCHEMA_VERSION}")
     if version > SCHEMA_VERSION:
-        from market_metarl import __version__
+        from market_metarl._version import __version__
 
         raise RunError(
             f"the ledger has schema version {version}, newer than this market_metarl "

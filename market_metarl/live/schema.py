@@ -1,11 +1,30 @@
-"""The ledger's SQLite schema (see :mod:`market_metarl.live.ledger` for what each table holds).
+"""The ledger's SQLite schema.
+
+The tables (their columns are in :data:`SCHEMA`):
+
+- ``meta``: schema version and kind of file (the version is also ``PRAGMA user_version``);
+- ``account``: one row: account id, run (path, digest of its config and checkpoints, algo, seed),
+  symbol, feed, initial cash, rolling settings (K, R), guardrail settings, origin (first step
+  date), creation time;
+- ``steps``: one row per decision day: adaptation day of its block, the policy that traded, the
+  adapted and pooled targets, the final target and its order;
+- ``orders``, ``fills``: target-weight orders by client id, and their fills (shares, price, cost);
+- ``positions``, ``cash``: the account's book now;
+- ``equity``, ``marks``: the book marked at every session's close since the origin, with the shadow
+  books' equity (pooled policy, buy-and-hold);
+- ``shadow_books``: the shadow books (cash, shares, pending target);
+- ``adaptations``: per rolling block, the support dates and a hash of the adapted state;
+- ``guardrail_events``, ``guard_state``: every guardrail event, and the kill/fallback flags;
+- ``schema_history``: when the ledger was created and each schema migration applied to it;
+- ``broker_account``, ``alpaca_orders``, ``reconciliations``: an account on a real broker
+  (:mod:`market_metarl.live.alpaca_schema`; no ``broker_account`` row: the simulated broker).
 
 The file's schema version is ``PRAGMA user_version`` (also written to ``meta.schema_version``, which
 is where version 1 kept it). To change the schema: edit :data:`SCHEMA` (what a new ledger gets),
 append the migration that brings the previous version to the new one to
 :data:`market_metarl.live.migrations.MIGRATIONS`, and bump :data:`SCHEMA_VERSION`. An older ledger
-is migrated when opened; a newer one is refused. The rows read back as records: :class:`Account`, :class:`Book` (a shadow book) and
-:class:`EquityRow` (a close mark).
+is migrated when opened; a newer one is refused. The rows read back as records: :class:`Account`,
+:class:`Book` (a shadow book) and :class:`EquityRow` (a close mark).
 """
 
 from __future__ import annotations
@@ -14,9 +33,10 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from market_metarl.live.alpaca_schema import ALPACA_TABLES
 from market_metarl.types import RunError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LEDGER_KIND = "market_metarl.paper-ledger"
 
 SCHEMA: tuple[str, ...] = (
@@ -108,6 +128,7 @@ SCHEMA: tuple[str, ...] = (
         applied_at TEXT NOT NULL)""",
     "CREATE INDEX orders_by_status ON orders (status, date, symbol)",
     "CREATE INDEX fills_by_date ON fills (date, symbol)",
+    *ALPACA_TABLES,
 )
 TABLES: tuple[str, ...] = (
     "meta",
@@ -124,6 +145,9 @@ TABLES: tuple[str, ...] = (
     "guardrail_events",
     "guard_state",
     "schema_history",
+    "broker_account",
+    "alpaca_orders",
+    "reconciliations",
 )
 SHADOW_BOOKS: tuple[str, ...] = ("pooled", "buy_and_hold")
 

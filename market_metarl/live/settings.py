@@ -35,6 +35,9 @@ class PaperConfig:
         fallback_window: Trading days over which the lag is measured.
         fallback_lag: Fall back when the account's log return over the window trails the shadow
             pooled book's by more than this.
+        reconcile_tolerance: Kill switch: when the broker's shares and cash differ from the
+            ledger's by more than this fraction of equity (checked at every step of an account
+            on a real broker API), the account stops trading until ``paper reset``.
     """
 
     adapt_days: int = 0
@@ -46,6 +49,7 @@ class PaperConfig:
     fallback: bool = True
     fallback_window: int = 20
     fallback_lag: float = 0.05
+    reconcile_tolerance: float = 0.001
 
     def __post_init__(self) -> None:
         """Check every setting (a :class:`ConfigError` names the bad one)."""
@@ -57,7 +61,7 @@ class PaperConfig:
             check_adapt_days(self.adapt_days, "paper.adapt_days (or 0 for the run's adapt_days)")
         if not 0 < self.cash < math.inf:
             raise ConfigError(f"paper.cash must be a finite amount > 0, got {self.cash}")
-        for name in ("max_gross", "max_turnover", "fallback_lag"):
+        for name in ("max_gross", "max_turnover", "fallback_lag", "reconcile_tolerance"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"paper.{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.max_drawdown <= 1:

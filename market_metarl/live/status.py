@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from market_metarl.live.alpaca_schema import broker_row, last_reconciliation
 from market_metarl.live.ledger import SCHEMA_VERSION, Account, Ledger
 
 
@@ -18,7 +19,9 @@ def ledger_status(ledger: Ledger) -> dict[str, Any]:
     the last close), ``shares``, ``initial_cash``, ``pnl``, ``total_return``,
     ``buy_and_hold_equity``, ``buy_and_hold_return``, ``excess_return``, ``pooled_shadow_equity``,
     ``last_step``, ``pending_orders``, ``last_adaptation``, ``guardrails``, ``schema`` (the
-    ledger's schema ``version`` and its ``history``: creation and each migration, with times).
+    ledger's schema ``version`` and its ``history``: creation and each migration, with times),
+    ``broker`` (the broker's row, None for the simulated broker) and ``reconciliation`` (the last
+    comparison of the broker's book with the ledger's, None for the simulated broker).
     """
     account = ledger.account()
     last = ledger.last_step()
@@ -56,6 +59,8 @@ def ledger_status(ledger: Ledger) -> dict[str, Any]:
             for c, d, s, w in ledger.pending_orders()
         ],
         "last_adaptation": ledger.last_adaptation(),
+        "broker": broker_row(ledger.conn),
+        "reconciliation": last_reconciliation(ledger.conn),
         "guardrails": {
             "killed": killed,
             "fallback": fallback,
@@ -133,6 +138,7 @@ def format_status(status: dict[str, Any]) -> str:
                 f" (K={adaptation['adapt_days']}) hash {adaptation['params_hash']}",
             )
         )
+    lines += _broker_lines(status)
     guard = status["guardrails"]
     state = "KILLED (run `paper reset`)" if guard["killed"] else "active"
     if guard["fallback"]:
@@ -144,3 +150,25 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(("ledger schema", f"version {status['schema']['version']} ({history})"))
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
+
+
+def _broker_lines(status: dict[str, Any]) -> list[tuple[str, str]]:
+    """The broker's lines of the status table (none for the simulated broker)."""
+    broker = status.get("broker")
+    if not broker:
+        return []
+    kind = "paper" if broker["paper"] else "LIVE (real money)"
+    lines = [("broker", f"{broker['kind']} {kind} account {broker['account_number']}")]
+    rec = status.get("reconciliation")
+    if rec:
+        tolerance = status["guardrails"]["settings"].get("reconcile_tolerance", 0.0)
+        verdict = "agree" if rec["difference"] <= tolerance else "DIFFER"
+        lines.append(
+            (
+                "reconciliation",
+                f"{rec['date']} {verdict} ({rec['difference']:.4%} of equity): ledger "
+                f"{rec['ledger_shares']} cash {rec['ledger_cash']:,.2f}; broker "
+                f"{rec['broker_shares']} cash {rec['broker_cash']:,.2f}",
+            )
+        )
+    return lines

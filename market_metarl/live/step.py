@@ -2,18 +2,23 @@
 
 One step for as-of day ``D`` (all of its writes in ONE ledger transaction):
 
+0. *broker*: :meth:`~market_metarl.live.broker.Broker.prepare` (a broker behind a network reads its
+   book and sends orders an earlier run left written ahead; Alpaca's OPG window returns a
+   ``waiting`` result that says when to run instead, and nothing is written);
 1. *validate* (before any write): bars up to ``D`` from the feed (no closed day, no future, no
    stale data), the live market view (``D`` is its last decision day), no gap in the span the step
    reads (K support days before the origin and the features' warm-up included);
 2. *settle*: orders of earlier days fill at their next open; every session since the last mark is
-   marked at its close (the account and its shadow books: pooled policy, buy-and-hold);
+   marked at its close (the account and its shadow books: pooled policy, buy-and-hold); the
+   broker's book is reconciled with the ledger's (its difference goes to the guardrails);
 3. *decide*: :func:`~market_metarl.meta.protocol.rolling_target_at` (the same adapt as training and
    the rolling backtest) recomputes the current block from its adaptation day, starting from the
    weight the account actually held at that day's close; the pooled policy's target for the
    account's book and for its shadow book;
 4. *guard*: :func:`~market_metarl.live.guardrails.decide`;
 5. *submit and record*: the order (deterministic client id), the adaptation (support dates, hash
-   of the adapted state), the step, the guardrail events and state.
+   of the adapted state), the step, the guardrail events and state; after the commit the broker
+   sends the order (:meth:`~market_metarl.live.broker.Broker.flush`).
 
 A step for a date already done (or earlier) is a no-op.
 """
@@ -30,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from market_metarl.live.account import PaperSession
-from market_metarl.live.broker import OrderRequest, PaperBroker, fill_book
+from market_metarl.live.broker import OrderRequest, fill_book
 from market_metarl.live.feeds import require_sessions, utc_now
 from market_metarl.live.guardrails import GuardDecision, decide
 from market_metarl.live.ledger import SHADOW_BOOKS, EquityRow, Ledger
@@ -47,7 +52,7 @@ from market_metarl.types import DataError
 
 @dataclass(frozen=True)
 class StepResult:
-    """What a step did (``status`` is ``stepped`` or ``noop``)."""
+    """What a step did (``status`` is ``stepped``, ``noop`` or ``waiting``: not now, see message)."""
 
     date: str | None
     status: str
@@ -97,6 +102,9 @@ def step(
     """
     now = utc_now() if now is None else now
     ledger, account = session.ledger, session.account
+    wait = session.broker.prepare()  # a broker behind a network: its book, orders left unsent
+    if wait is not None:
+        return StepResult(None, "waiting", wait)
     last = ledger.last_step()
     if asof is None:
         asof = session.feed.default_asof(last, now)
@@ -135,15 +143,21 @@ def step(
         if account.origin is None:
             ledger.set_origin(asof.isoformat())
         fills = _settle(session, bars, origin)
-        result = _decide_and_submit(session, view, bars, origin_row, day, fills)
+        mismatch = session.broker.reconcile(asof.isoformat(), {account.symbol: bars_close(bars)})
+        result = _decide_and_submit(session, view, bars, origin_row, day, fills, mismatch)
     session.refresh()
+    session.broker.flush()  # after the commit: the order is written ahead before it is sent
     return result
+
+
+def bars_close(bars: pd.DataFrame) -> float:
+    """The last close of ``bars``."""
+    return float(bars["close"].iloc[-1])
 
 
 def _settle(session: PaperSession, bars: pd.DataFrame, origin: dt.date) -> int:
     """Fill pending orders and shadow targets, and mark every session since the last mark."""
-    ledger, symbol = session.ledger, session.account.symbol
-    broker = PaperBroker(ledger, session.costs)
+    ledger, symbol, broker = session.ledger, session.account.symbol, session.broker
     marked = ledger.equity_rows(limit=1)
     after = pd.Timestamp(marked[-1].date) if marked else pd.Timestamp(origin) - pd.Timedelta(days=1)
     fills = 0
@@ -195,6 +209,7 @@ def _decide_and_submit(
     origin_row: int,
     day: int,
     fills: int,
+    mismatch: float,
 ) -> StepResult:
     """Decide the as-of day's target (adapted, pooled, guarded), submit it and record the step."""
     ledger, account = session.ledger, session.account
@@ -209,13 +224,13 @@ def _decide_and_submit(
     pooled = float(act_days(session.pooled, view.episode, day, day + 1, np.array([held]))[0][0, 0])
     shadow_target = _pooled_shadow_target(session, view, bars, day)
     # guard
-    decision = _guard(session, adapted, pooled, held, day_text)
+    decision = _guard(session, adapted, pooled, held, day_text, mismatch)
     # submit and record
     cid = None
     if decision.target is not None:
         cid = client_id(account.account_id, view.dates[day].date(), symbol)
-        order = OrderRequest(cid, symbol, decision.target, view.dates[day].date())
-        PaperBroker(ledger, session.costs).submit(order)
+        order = OrderRequest(cid, symbol, decision.target, view.dates[day].date(), bars_close(bars))
+        session.broker.stage(order)
     ledger.set_shadow(
         replace(ledger.book("pooled"), pending=shadow_target, pending_date=day_text), day_text
     )
@@ -262,7 +277,7 @@ def _adapted_target(
 
 
 def _guard(
-    session: PaperSession, adapted: float, pooled: float, held: float, day: str
+    session: PaperSession, adapted: float, pooled: float, held: float, day: str, mismatch: float
 ) -> GuardDecision:
     """The guardrails' decision (:func:`~market_metarl.live.guardrails.decide`), recorded."""
     ledger, cfg = session.ledger, session.config
@@ -278,6 +293,7 @@ def _guard(
         [r.equity for r in history],
         [r.pooled_equity or 0.0 for r in history],
         max(ledger.peak_equity(), session.account.initial_cash),
+        mismatch,
     )
     for event in decision.events:
         ledger.insert_event(day, event.kind, event.detail)
@@ -291,7 +307,7 @@ def _pooled_shadow_target(
 ) -> float:
     """The pooled policy's target for its shadow book (from the weight that book holds)."""
     shadow = session.ledger.book("pooled")
-    price = float(bars["close"].iloc[-1])
+    price = bars_close(bars)
     held = shadow.shares * price / (shadow.cash + shadow.shares * price)
     return float(act_days(session.pooled, view.episode, day, day + 1, np.array([held]))[0][0, 0])
 

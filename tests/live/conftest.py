@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+import pandas as pd
 import pytest
 
 SMALL_CONFIG: dict[str, Any] = {
@@ -70,3 +73,36 @@ PEARL_TRAIN: dict[str, Any] = {"pearl": {"iterations": 3}}
 def pearl_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained PEARL run (tiny budget) whose guardrails never bind."""
     return train_run(tmp_path_factory.mktemp("runs") / "pearl", "pearl", train=PEARL_TRAIN)
+
+
+@pytest.fixture
+def fake_alpaca(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fake Alpaca API on 127.0.0.1 (``alpaca_fake.FakeAlpaca``), with keys and its URL in the
+    environment; any HTTP request to another host, or an Alpaca client built for one, fails."""
+    import requests.adapters
+    from alpaca_fake import FakeAlpaca
+
+    from market_metarl.data.sources import load_bars
+    from market_metarl.live import alpaca_client
+
+    fake = FakeAlpaca(pd.DatetimeIndex(load_bars("bundled:SPY").index).date).start()
+    monkeypatch.setenv(alpaca_client.KEY_ENV, "PKFAKEKEY")
+    monkeypatch.setenv(alpaca_client.SECRET_ENV, "fake-secret")
+    monkeypatch.setenv(alpaca_client.URL_ENV, fake.url)
+    send, open_clients = requests.adapters.HTTPAdapter.send, alpaca_client.open_clients
+
+    def local_send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        assert urlparse(request.url).hostname == "127.0.0.1", f"a test called {request.url}"
+        return send(self, request, *args, **kwargs)
+
+    def local_clients(*args: Any, **kwargs: Any) -> Any:
+        clients = open_clients(*args, **kwargs)
+        assert urlparse(clients.url).hostname == "127.0.0.1", f"an Alpaca client for {clients.url}"
+        return clients
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", local_send)
+    monkeypatch.setattr(alpaca_client, "open_clients", local_clients)
+    try:
+        yield fake
+    finally:
+        fake.stop()

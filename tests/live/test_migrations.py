@@ -16,11 +16,12 @@ from live_helpers import check_invariants, cli
 from market_metarl.live import migrations
 from market_metarl.live.ledger import Ledger
 from market_metarl.live.migrations import MIGRATIONS, migrate
-from market_metarl.live.schema import SCHEMA_VERSION, TABLES
+from market_metarl.live.schema import SCHEMA_VERSION
 from market_metarl.types import RunError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "ledger_v1"
-V1_TABLES = [t for t in TABLES if t != "schema_history"]
+V1_TABLES = list(json.loads((FIXTURE / "dump.json").read_text()))
+"""The tables of a version-1 ledger (later versions add tables, never drop one)."""
 
 
 @pytest.fixture
@@ -128,14 +129,14 @@ def test_opening_an_old_ledger_migrates_it_with_one_log_line_then_it_steps(
     with caplog.at_level(logging.INFO, logger="market_metarl"), Ledger.open(v1) as ledger:
         assert ledger.last_step() is not None
     notes = [r for r in caplog.records if r.name == migrations.__name__]
-    assert len(notes) == 1 and "from schema version 1 to 2" in notes[0].getMessage()
+    assert len(notes) == 1 and f"from schema version 1 to {SCHEMA_VERSION}" in notes[0].getMessage()
     assert Path(f"{v1}.v1.bak").is_file()
 
     code, out, err = cli(capsys, "paper", "status", "--db", str(v1), "--json")
     assert code == 0, err
     status = json.loads(out)
     assert status["schema"]["version"] == SCHEMA_VERSION
-    assert [h["version"] for h in status["schema"]["history"]] == [1, 2]
+    assert [h["version"] for h in status["schema"]["history"]] == list(range(1, SCHEMA_VERSION + 1))
     assert status["last_step_date"] == "2019-01-31"
     code, out, err = cli(
         capsys, "paper", "step", "--db", str(v1), "--run", str(FIXTURE / "run"), "--json",
@@ -186,7 +187,7 @@ def test_migrate_cli_json_then_a_second_run_does_nothing(
         "db": str(v1),
         "from_version": 1,
         "to_version": SCHEMA_VERSION,
-        "applied": [{"version": 2, "description": MIGRATIONS[0][1]}],
+        "applied": [{"version": v, "description": d} for v, d, _ in MIGRATIONS],
         "backup": f"{v1}.v1.bak",
     }
     code, out, err = cli(capsys, "paper", "migrate", "--db", str(v1), "--json")
@@ -239,6 +240,7 @@ def test_a_failing_migration_leaves_the_ledger_as_it_was(
     v1: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(migrations, "MIGRATIONS", ((2, "broken", _broken),))
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)
     with pytest.raises(RunError, match=r"to schema version 2 failed.*left at version 1.*v1\.bak"):
         migrate(v1)
     assert version_of(v1) == (0, "1")
@@ -246,20 +248,21 @@ def test_a_failing_migration_leaves_the_ledger_as_it_was(
     assert "half" not in structure(v1)
 
 
-def _v3_broker_orders(conn: sqlite3.Connection) -> None:
+def _next_broker_orders(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE broker_orders (client_id TEXT PRIMARY KEY, broker_id TEXT)")
 
 
 def test_an_appended_migration_runs_after_the_earlier_ones(
     v1: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What a helper adding a table for a broker would do: append an entry, bump the version."""
+    """What adding a table for a broker does: append an entry, bump the version."""
+    nxt = SCHEMA_VERSION + 1
     monkeypatch.setattr(
-        migrations, "MIGRATIONS", (*MIGRATIONS, (3, "broker orders", _v3_broker_orders))
+        migrations, "MIGRATIONS", (*MIGRATIONS, (nxt, "broker orders", _next_broker_orders))
     )
-    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", nxt)
     done = migrate(v1)
-    assert [v for v, _ in done.applied] == [2, 3] and done.to_version == 3
-    assert version_of(v1) == (3, "3")
+    assert [v for v, _ in done.applied] == list(range(2, nxt + 1)) and done.to_version == nxt
+    assert version_of(v1) == (nxt, str(nxt))
     assert "broker_orders" in structure(v1)
     assert raw_dump(v1) | {"meta": fixture_dump()["meta"]} == fixture_dump()
