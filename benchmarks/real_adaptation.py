@@ -39,7 +39,11 @@ Usage::
 
     python benchmarks/real_adaptation.py [--config envs/real.toml] [--algo maml,rl2] [--seeds 5]
         [--val-seeds 5] [--grid train.maml.inner_lr=0.01,0.05] [--every 20] [--block 20]
-        [--workers 2] [--workdir DIR] [--quick] [--validation-only]
+        [--workers 2] [--workdir DIR] [--quick] [--validation-only] [--chosen-in LOG]
+
+``--chosen-in LOG`` skips the validation phase for one ``--algo`` x ``--grid`` combination chosen
+on validation by an earlier (``--validation-only``) run whose log is named (and recorded in the
+JSON), so an ablation and its one test run need not score validation twice.
 
 The last line printed is one JSON object: ``config``, ``algo`` (the chosen one), ``candidates``
 (every algorithm x grid combination tried on validation), ``grid``, ``chosen`` (settings),
@@ -388,7 +392,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="stop after the validation table (ablations: the test split stays untouched)",
     )
+    p.add_argument(
+        "--chosen-in",
+        default=None,
+        help="skip validation: the one --algo x --grid combination was chosen on validation by "
+        "the earlier run whose log is named here (recorded in the JSON)",
+    )
     args = p.parse_args(argv)
+    if args.chosen_in and args.validation_only:
+        p.error("--chosen-in skips validation; --validation-only stops after it")
     if args.block < 20:
         p.error("--block must be >= 20 days (returns are autocorrelated in volatility)")
     args.val_seeds = args.seeds if args.val_seeds is None else args.val_seeds
@@ -452,10 +464,32 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  zero-shot {asset}: nearest training asset {other} (|corr| {corr:.2f})")
 
     # validation: every (algorithm, settings) with val-seeds seeds; the best by adapted's EW Sharpe
+    if args.chosen_in and len(candidates) != 1:
+        raise SystemExit("--chosen-in needs exactly one --algo x --grid combination")
     setups = [
         (Experiment.from_config(with_settings(cfg, c)) if c else base, a, workdir / f"{a}-combo{i}")
         for i, (a, c) in enumerate(candidates)
     ]
+    if args.chosen_in:  # chosen earlier; the test split is still touched once, here
+        best, deflated, trials = 0, {"chosen_in": args.chosen_in}, []
+        print(f"chosen on validation in {args.chosen_in}: {candidates[0]}", flush=True)
+    else:
+        best, deflated, trials = validate(setups, candidates, universe, args)
+    if args.validation_only:
+        print(json.dumps({"candidates": [f"{a} {c}" for a, c in candidates], "trials": trials,
+                          "deflated_sharpe": deflated, "seconds": round(time.perf_counter() - t0, 1)},
+                         default=_json_default))  # fmt: skip
+        return
+    test_phase(args, setups, candidates, best, trials, deflated, universe, nearest, t0)
+
+
+def validate(
+    setups: list[tuple[Experiment, str, Path]],
+    candidates: list[tuple[str, dict[str, Any]]],
+    universe: Universe,
+    args: argparse.Namespace,
+) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+    """Train and score every candidate on validation; the best one's index, its DSR, the trials."""
     val_runs = train_many(setups, range(args.val_seeds), args.workers)
     trials = []
     for (exp, algo, _), (_, settings), runs in zip(setups, candidates, val_runs, strict=True):
@@ -468,15 +502,23 @@ def main(argv: list[str] | None = None) -> None:
     best, deflated = pick_best(trials)
     algo, chosen = candidates[best]
     print(f"chosen on validation: {algo} {chosen or ''}; deflated Sharpe {deflated}", flush=True)
-    if args.validation_only:
-        print(json.dumps({"candidates": [f"{a} {c}" for a, c in candidates], "trials": trials,
-                          "deflated_sharpe": deflated, "seconds": round(time.perf_counter() - t0, 1)},
-                         default=_json_default))  # fmt: skip
-        return
+    return best, deflated, trials
 
-    # test, once: the chosen candidate with every seed (its validation seeds reused)
-    exp = setups[best][0]
-    where = workdir / f"{algo}-combo{best}"
+
+def test_phase(
+    args: argparse.Namespace,
+    setups: list[tuple[Experiment, str, Path]],
+    candidates: list[tuple[str, dict[str, Any]]],
+    best: int,
+    trials: list[dict[str, Any]],
+    deflated: dict[str, Any],
+    universe: Universe,
+    nearest: dict[str, tuple[str, float]],
+    t0: float,
+) -> None:
+    """Test, once: the chosen candidate with every seed (its validation seeds reused)."""
+    algo, chosen = candidates[best]
+    exp, _, where = setups[best]
     runs = train_seeds(exp, algo, range(args.seeds), where, args.workers)
     out: dict[str, Any] = {}
     for split, names in (("few_shot", universe.few_shot), ("zero_shot", universe.zero_shot)):
