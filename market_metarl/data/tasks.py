@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -260,12 +260,17 @@ def check_warmup_days(data: DataSection, features: FeatureSpec, window: int) -> 
         )
 
 
-def taskset_from_config(cfg: dict[str, Any]) -> TaskSet:
-    """Build a TaskSet from an already parsed config (the data-layer sections)."""
+def taskset_from_config(cfg: dict[str, Any], recorded: Sequence[TaskSpec] | None = None) -> TaskSet:
+    """Build a TaskSet from an already parsed config (the data-layer sections).
+
+    With ``recorded`` (the tasks a trained run recorded), the set holds them and reads no data.
+    """
     data = build(DataSection, cfg.get("data"), "data")
     regimes = build(RegimeSection, cfg.get("regimes"), "regimes")
     splits = build(SplitSection, cfg.get("splits"), "splits")
     costs = build(CostSpec, cfg.get("costs"), "costs")
+    if recorded is not None:
+        return TaskSet(tuple(recorded), data, regimes, splits, costs)
     universe = data.universe()
     tasks: list[TaskSpec] = []
     for asset in universe.train:

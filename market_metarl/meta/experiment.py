@@ -292,11 +292,15 @@ class Experiment:
         return cls.from_config(read_config(path, overrides))
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> Experiment:
+    def from_config(
+        cls, cfg: dict[str, Any], recorded: Sequence[TaskSpec] | None = None
+    ) -> Experiment:
         """Resolve a parsed config: env settings, ``[train]`` with its tables, then the tasks.
 
         Args:
             cfg: The config as parsed TOML; kept as it is in :attr:`config`.
+            recorded: The tasks a trained run recorded (:mod:`~market_metarl.meta.runtasks`),
+                used as they are: no data is read. None builds them from the data.
 
         Raises:
             ConfigError: A bad ``[env]``, ``[features]``, ``[train]`` or data setting.
@@ -306,7 +310,7 @@ class Experiment:
         train = train_config(cfg.get("train"))
         data = build(DataSection, cfg.get("data"), "data")
         check_warmup_days(data, env.features, env.window)  # before any data is read
-        tasks = taskset_from_config(cfg)
+        tasks = taskset_from_config(cfg, recorded)
         return cls(cfg, tasks, env, train)
 
     def markets(self, tasks: Sequence[TaskSpec]) -> list[TaskMarket]:

@@ -22,12 +22,12 @@ from market_metarl.meta.protocol import MarketView, market_view
 from market_metarl.meta.rundir import (
     Shapes,
     checkpoint_path,
-    experiment_of_run,
     load_agent_part,
     load_checkpoint,
     read_run_json,
     run_shapes,
 )
+from market_metarl.meta.runtasks import experiment_of_run
 from market_metarl.meta.trainer import build_learner
 from market_metarl.types import CostSpec, RunError, TaskSpec
 
@@ -60,7 +60,7 @@ class TrainedRun:
                 f"run directory {run_dir} does not exist; train one with `market-metarl train`"
             )
         state = read_run_json(run_dir)
-        exp = experiment_of_run(run_dir, overrides)
+        exp = experiment_of_run(run_dir, state, overrides)
         return cls(run_dir, state, exp, run_shapes(run_dir))
 
     @property

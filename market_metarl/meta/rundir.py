@@ -2,7 +2,8 @@
 
 ``runs/NAME/`` holds ``config.toml`` (the resolved config), ``run.json`` (algorithm, seed,
 iterations done, observation shapes, data hashes, package versions), ``data_repairs.json`` (bad
-rows dropped from the data under ``[data] repair = "drop"``), ``metrics.csv`` (one row per
+rows dropped from the data under ``[data] repair = "drop"``), ``tasks.json`` (the tasks, read
+when the run is opened: :mod:`market_metarl.meta.runtasks`), ``metrics.csv`` (one row per
 logged iteration, learner and metric: :mod:`market_metarl.meta.trainlog` says which),
 ``checkpoints/<learner>.pt`` and, under ``[train] tensorboard = true``, ``tb/<learner>/``
 (TensorBoard event files). A checkpoint has two
@@ -28,11 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from market_metarl.config import read_toml, to_table
+from market_metarl.config import to_table
 from market_metarl.fileio import atomic_write, atomic_write_json, atomic_write_text
 from market_metarl.meta.contracts import Learner
 from market_metarl.meta.episodes import TaskPool
 from market_metarl.meta.experiment import Experiment, train_table
+from market_metarl.meta.runtasks import TASKS_FILE, check_resumed_tasks, write_tasks
 from market_metarl.types import RunError
 
 DATA_REPAIRS = "data_repairs.json"
@@ -89,13 +91,16 @@ def open_run(
             )
         if state["config"] != config_digest(exp, learners):
             raise RunError(f"{run_dir} was trained with another config; resume needs the same one")
+        check_resumed_tasks(run_dir, state, resolved_config(exp, learners), exp.tasks.tasks)
+        write_run_json(run_dir, state)  # a run of an earlier version gains its tasks' digest
         return state
     if meta_path.exists():
         raise RunError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out"
         )
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_toml(run_dir / "config.toml", resolved_config(exp, learners))
+    cfg = resolved_config(exp, learners)
+    write_toml(run_dir / "config.toml", cfg)
     hashes, repairs = _data_record(exp)
     atomic_write_json(run_dir / DATA_REPAIRS, repairs)
     state = {
@@ -104,6 +109,7 @@ def open_run(
         "seed": seed,
         "iterations": {},
         "config": config_digest(exp, learners),
+        "tasks": write_tasks(run_dir, cfg, exp.tasks.tasks),
         "data_hashes": hashes,
         "versions": _versions(),
     }
@@ -111,7 +117,7 @@ def open_run(
     return state
 
 
-RUN_FILES = ("config.toml", "run.json", DATA_REPAIRS, "metrics.csv")
+RUN_FILES = ("config.toml", "run.json", DATA_REPAIRS, TASKS_FILE, "metrics.csv")
 """The files of a run directory besides ``checkpoints/`` and ``tb/``."""
 TENSORBOARD_DIR = "tb"
 """The run directory's folder of TensorBoard event files (``[train] tensorboard = true``)."""
@@ -378,13 +384,6 @@ def restore(path: Path, learner: Learner, rng: np.random.Generator) -> int:
         raise RunError(f"checkpoint {path} cannot resume this learner ({exc})") from None
     rng.bit_generator.state = json.loads(payload["rng"])
     return int(payload["iteration"])
-
-
-def experiment_of_run(run_dir: Path, overrides: dict[str, Any] | None = None) -> Experiment:
-    """Rebuild a run's experiment from its saved ``config.toml``."""
-    cfg = read_toml(Path(run_dir) / "config.toml")
-    cfg.update(overrides or {})
-    return Experiment.from_config(cfg)
 
 
 def run_shapes(run_dir: Path) -> Shapes:
