@@ -5,8 +5,9 @@ trades ``s * min(vol_target / sigma_hat_t, max_leverage)``, where ``sigma_hat_t`
 feature of the decision day in its own observation (annualised std of the trailing
 ``[features] vol_window`` daily log returns: bars dated <= t only). This is how the trend-following
 literature sizes positions (Moskowitz, Ooi & Pedersen 2012; Lim, Zohren & Roberts 2019; X-Trend),
-and the backtest's ``vol_target`` baseline uses the same estimate: a constant signal of 1 trades
-that baseline exactly (a test checks it). The sizing lives in the policy, so the env, the
+and the backtest's ``vol_target`` baseline uses the same estimate: with ``[features] vol_window``
+equal to ``[backtest] vol_window``, a constant signal of 1 trades that baseline exactly (a test
+checks it). The sizing lives in the policy, so the env, the
 backtest, paper trading and the differentiable training rollouts all see the same weights.
 """
 
