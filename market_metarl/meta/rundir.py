@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from market_metarl.config import to_table
 from market_metarl.fileio import atomic_write, atomic_write_json, atomic_write_text
 from market_metarl.meta.contracts import Learner
 from market_metarl.meta.episodes import TaskPool
-from market_metarl.meta.experiment import Experiment, train_table
+from market_metarl.meta.experiment import Experiment
+from market_metarl.meta.rundigest import config_digest, resolved_config
 from market_metarl.meta.runtasks import TASKS_FILE, check_resumed_tasks, write_tasks
 from market_metarl.types import RunError
 
@@ -182,43 +182,6 @@ def _versions() -> dict[str, str]:
         "torch": torch.__version__,
         "gymnasium": gymnasium.__version__,
     }
-
-
-def resolved_config(exp: Experiment, learners: Sequence[str]) -> dict[str, Any]:
-    """The experiment as a config table, every default filled in (``config.toml``).
-
-    ``[train]`` carries the ``[train.<algo>]`` tables of the learners the run trains.
-    """
-    env = to_table(exp.env)
-    features = env.pop("features")
-    cfg = {
-        "data": to_table(exp.tasks.data),
-        "regimes": to_table(exp.tasks.regimes),
-        "splits": to_table(exp.tasks.splits),
-        "costs": to_table(exp.tasks.costs),
-        "features": features,
-        "env": env,
-        "train": train_table(exp.train, learners),
-    }
-    for free in ("backtest", "paper"):  # tables read by later layers, kept as written
-        if free in exp.config:
-            cfg[free] = exp.config[free]
-    return cfg
-
-
-EXECUTION_SETTINGS: tuple[str, ...] = ("threads", "log_every", "tensorboard")
-"""``[train]`` keys that say how a run executes, not what it computes: a run may resume with others."""
-
-
-def config_digest(exp: Experiment, learners: Sequence[str]) -> str:
-    """A short digest of the resolved config (resume refuses another config).
-
-    :data:`EXECUTION_SETTINGS` are left out, as the backend is.
-    """
-    cfg = resolved_config(exp, learners)
-    cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in EXECUTION_SETTINGS}
-    text = json.dumps(cfg, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def write_toml(path: Path, table: dict[str, Any]) -> None:

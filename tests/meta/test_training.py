@@ -228,7 +228,7 @@ def test_training_runs_on_its_threads_and_restores_the_callers(tmp_path: Path) -
 
 
 def test_threads_are_an_execution_setting_a_run_may_resume_with_others() -> None:
-    from market_metarl.meta.rundir import config_digest
+    from market_metarl.meta.rundigest import config_digest
     from market_metarl.meta.trainer import with_threads
 
     exp = Experiment.from_config(small_config())
@@ -248,3 +248,23 @@ def test_train_cli_takes_threads(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "--threads must be >= 1, got 0" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "run"), "--threads", "2"]) == 0
     assert "threads = 2" in (tmp_path / "run" / "config.toml").read_text().splitlines()
+
+
+def test_a_run_of_the_previous_release_keeps_its_config_digest() -> None:
+    # the committed ledger fixture's run was trained before [train] objective/vol_target and the
+    # daily trend features existed: settings added since, at their defaults, leave its digest (so
+    # --resume and its paper ledger) unchanged; set, they change it
+    import json
+    from pathlib import Path
+
+    from market_metarl.config import read_toml
+    from market_metarl.meta.rundigest import config_digest
+
+    run = Path(__file__).resolve().parents[1] / "fixtures" / "ledger_v1" / "run"
+    recorded = json.loads((run / "run.json").read_text())["config"]
+    cfg = read_toml(run / "config.toml")
+    learners = ["maml", "pooled"]
+    assert config_digest(Experiment.from_config(cfg), learners) == recorded
+    cfg["train"]["vol_target"] = 0.15
+    cfg["features"]["vol_window"] = 2
+    assert config_digest(Experiment.from_config(cfg), learners) != recorded

@@ -16,7 +16,8 @@ from meta_helpers import SMALL_SYNTHETIC, small_config
 from market_metarl.cli import main
 from market_metarl.meta import trainer
 from market_metarl.meta.experiment import Experiment
-from market_metarl.meta.rundir import METRICS_HEADER, config_digest, load_checkpoint
+from market_metarl.meta.rundigest import config_digest
+from market_metarl.meta.rundir import METRICS_HEADER, load_checkpoint
 from market_metarl.meta.trainer import train
 from market_metarl.meta.trainlog import adaptation_gains, tensorboard_dir
 from market_metarl.types import ConfigError
