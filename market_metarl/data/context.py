@@ -39,8 +39,8 @@ file, its size and modification time).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -147,44 +147,52 @@ def asset_context(bars: pd.DataFrame, lookback: int) -> pd.DataFrame:
     return frame
 
 
-def context_block(
-    dates: pd.DatetimeIndex, frames: Mapping[str, pd.DataFrame], lookback: int
-) -> np.ndarray:
-    """The context columns ``(len(dates), 5 * len(frames) + 2)`` on the traded asset's ``dates``.
+OwnContext = tuple[np.ndarray, np.ndarray]
+"""One context asset's dates (``datetime64[ns]``) and its :func:`asset_context` values (float64)."""
+
+
+def own_context(frame: pd.DataFrame) -> OwnContext:
+    """The arrays of one asset's :func:`asset_context` frame."""
+    return frame.index.to_numpy(dtype="datetime64[ns]"), frame.to_numpy(dtype=np.float64)
+
+
+def context_block(dates: pd.DatetimeIndex, assets: Sequence[OwnContext]) -> np.ndarray:
+    """The context columns ``(len(dates), 5 * len(assets) + 2)`` on the traded asset's ``dates``.
 
     Args:
         dates: Sorted decision dates of the traded asset(s).
-        frames: Each context asset's :func:`asset_context` columns, in the order of the columns.
-        lookback: ``context_lookback`` days.
+        assets: Each context asset's :func:`own_context` arrays, in the order of the columns.
 
     Returns:
         float32 values, no NaN (not-live assets are zeros, see the module docstring).
     """
     n_cols = len(CONTEXT_HORIZONS) + 2
-    out = np.zeros((len(dates), n_cols * len(frames) + 2), dtype=np.float64)
+    out = np.zeros((len(dates), n_cols * len(assets) + 2), dtype=np.float64)
     stamps = dates.to_numpy(dtype="datetime64[ns]")
-    nret21 = np.full((len(dates), len(frames)), np.nan)
-    for i, own in enumerate(frames.values()):
-        nret21[:, i] = _as_of(own, stamps, out[:, i * n_cols : (i + 1) * n_cols])
+    nret21 = np.full((len(dates), len(assets)), np.nan)
+    for i, (own_dates, values) in enumerate(assets):
+        dest = out[:, i * n_cols : (i + 1) * n_cols]
+        nret21[:, i] = _as_of(own_dates, values, stamps, dest)
     _cross_section(nret21, out[:, -2:])
     return out.astype(np.float32)
 
 
 def context_of_bars(dates: pd.Index, bars: Mapping[str, pd.DataFrame], lookback: int) -> np.ndarray:
     """:func:`context_block` of context bars given by symbol name (tests, in-memory data)."""
-    frames = {name: asset_context(b, lookback) for name, b in bars.items()}
-    return context_block(pd.DatetimeIndex(dates), frames, lookback)
+    assets = [own_context(asset_context(b, lookback)) for b in bars.values()]
+    return context_block(pd.DatetimeIndex(dates), assets)
 
 
-def _as_of(own: pd.DataFrame, stamps: np.ndarray, dest: np.ndarray) -> np.ndarray:
+def _as_of(
+    own_dates: np.ndarray, values: np.ndarray, stamps: np.ndarray, dest: np.ndarray
+) -> np.ndarray:
     """Write one asset's as-of columns (values, then ``live``) into ``dest``; its ``nret_21``.
 
-    Row ``j`` of ``own`` is used on a date when it is the asset's last bar dated ``<=`` it, at
-    most :data:`CONTEXT_MAX_STALE_DAYS` days old, and defined; otherwise the row stays zeros.
+    Row ``j`` of ``values`` is used on a date when ``own_dates[j]`` is the asset's last date
+    ``<=`` it, at most :data:`CONTEXT_MAX_STALE_DAYS` days old, and defined; otherwise the row
+    stays zeros.
     """
-    own_dates = own.index.to_numpy(dtype="datetime64[ns]")
     j = np.searchsorted(own_dates, stamps, side="right") - 1
-    values = own.to_numpy(dtype=np.float64)
     found = j >= 0
     at = np.where(found, j, 0)
     rows = values[at] if len(values) else np.full((len(stamps), values.shape[1]), np.nan)
@@ -211,27 +219,26 @@ def _cross_section(nret21: np.ndarray, dest: np.ndarray) -> None:
 def load_context(dates: pd.DatetimeIndex, sources: Sequence[str], lookback: int) -> np.ndarray:
     """:func:`context_block` of the context sources (bars read with ``load_bars``, cached)."""
     specs = [source_of(s, "bundled") for s in sources]
-    frames = {symbol_name(s): _cached_context(s, lookback, _stamp(s)) for s in specs}
-    return context_block(dates, frames, lookback)
+    return context_block(dates, [_cached_context(s, lookback, _stamp(s)) for s in specs])
 
 
 def _stamp(source: str) -> tuple[str, int, int] | None:
-    """A csv file's absolute path, size and mtime (an edited or other file is read again)."""
+    """A csv file's working directory, size and mtime (an edited or other file is read again)."""
     if not source.startswith("csv:"):
         return None
-    path = Path(source[4:].partition("?")[0]).resolve()
-    if not path.is_file():
-        return None
-    st = path.stat()
-    return (str(path), st.st_size, st.st_mtime_ns)
+    try:
+        st = os.stat(source[4:].partition("?")[0])
+    except OSError:
+        return None  # load_bars names the missing file
+    return (os.getcwd(), st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_context(source: str, lookback: int, stamp: tuple[str, int, int] | None) -> pd.DataFrame:
-    """:func:`asset_context` of a source, computed once per ``(source, lookback, stamp)``."""
+def _cached_context(source: str, lookback: int, stamp: tuple[str, int, int] | None) -> OwnContext:
+    """:func:`own_context` of a source, computed once per ``(source, lookback, stamp)``."""
     from market_metarl.data.sources import load_bars
 
-    return asset_context(load_bars(source), lookback)
+    return own_context(asset_context(load_bars(source), lookback))
 
 
 def check_lookback(lookback: int) -> None:
