@@ -11,6 +11,10 @@ MACD signals, a change-point score) live in :mod:`market_metarl.data.trend`; the
 default. Their warm-ups: ``nret_h`` ``max(h, 60)`` rows, every ``macd_S_L`` 313 rows,
 ``cp_score``/``cp_loc`` ``changepoint`` rows. :attr:`FeatureSpec.warmup` is the longest of all,
 and a config whose ``data.warmup_days`` is shorter than it plus the window is refused when read.
+
+The cross-asset context columns (``[features] context``, off by default) are computed from other
+assets' bars in :mod:`market_metarl.data.context`; ``FeatureSpec`` carries their settings so every
+path that builds observations (training, gym envs, backtests, paper trading) adds them alike.
 """
 
 from __future__ import annotations
@@ -141,7 +145,11 @@ class FeatureSpec:
         )
 
     def names(self) -> list[str]:
-        """Column names :func:`compute_features` returns, in order (``log_ret`` first).
+        """Column names of a feature row, in order (``log_ret`` first).
+
+        Those :func:`compute_features` returns, then the cross-asset context columns
+        (:func:`~market_metarl.data.context.context_names`) that
+        :class:`~market_metarl.envs.market.TaskMarket` appends when ``context`` is set.
 
         ``vol`` is always a column: with ``vol_window = 0`` it is all NaN (zeros in the
         observation tensors), kept so the observation layout of runs trained that way stays
