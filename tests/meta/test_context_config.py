@@ -212,3 +212,29 @@ def test_the_macro_preset_reaches_real_toml_through_a_grid_and_leaks_no_held_out
     held = {symbol_name(s) for s in data.heldout_symbols}
     assert names == {"SPY", "QQQ", "XLF", "IEF", "SHY", "LQD"}
     assert not names & held and not names & set(data.exclude)
+
+
+def test_a_gym_env_reads_the_context_columns_in_its_observation() -> None:
+    import gymnasium as gym
+
+    import market_metarl  # noqa: F401  (registers the ids)
+    from market_metarl.data.features import FeatureSpec
+
+    spec = FeatureSpec(context=("IWM", "bundled:QQQ"))
+    names = spec.names()
+    env = gym.make(
+        "market_metarl/Trading-v0",
+        symbol="SPY",
+        start="2011-04-01",
+        end="2011-09-30",
+        window=2,
+        action="continuous",
+        features=spec,
+    )
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (1 + 2 * len(names),)
+    today = obs[1 + len(names) :]
+    # QQQ's bundled bars start 2011-03-23: not live yet in April (warm-up), IWM is
+    assert today[names.index("ctx_IWM_live")] == 1.0 and today[names.index("ctx_QQQ_live")] == 0.0
+    assert today[names.index("ctx_mean_21")] == today[names.index("ctx_IWM_nret_21")] != 0.0
+    env.close()
