@@ -31,9 +31,18 @@ not refused, since real universes hold assets listed years apart (the training p
 ``envs/real.toml`` starts in 2000, its stooq ETFs in 2005). The traded asset may itself be a
 context asset: its columns still read bars ``<= t`` only.
 
-Context bars are read with :func:`~market_metarl.data.sources.load_bars`, and each context
-asset's columns are computed once per process (keyed by source spec, lookback and, for a csv
-file, its size and modification time).
+Why ``[features]`` and not ``[data]``: the columns are observation features, and
+:class:`~market_metarl.data.features.FeatureSpec` travels with the env settings into every path
+that builds observations (training pools, gym and vector envs, backtest and paper-trading views),
+so a run's policy sees the layout it was trained with wherever it is opened, and the recorded
+tasks (``tasks.json``) do not change. An experiment resolves bare symbols with ``[data] source``
+and refuses a held-out asset as context (:mod:`~market_metarl.data.context_check`); a config
+grid sets a preset (``--grid features.context=macro``), as a grid value cannot be a list.
+
+Context bars are read with :func:`~market_metarl.data.sources.load_bars`; the columns of a
+bundled, synthetic or csv context asset are computed once per process (keyed by source spec,
+lookback and, for a csv file, its size and modification time), those of a downloaded one at every
+use.
 """
 
 from __future__ import annotations
@@ -219,7 +228,20 @@ def _cross_section(nret21: np.ndarray, dest: np.ndarray) -> None:
 def load_context(dates: pd.DatetimeIndex, sources: Sequence[str], lookback: int) -> np.ndarray:
     """:func:`context_block` of the context sources (bars read with ``load_bars``, cached)."""
     specs = [source_of(s, "bundled") for s in sources]
-    return context_block(dates, [_cached_context(s, lookback, _stamp(s)) for s in specs])
+    return context_block(dates, [_own(s, lookback) for s in specs])
+
+
+def _own(source: str, lookback: int) -> OwnContext:
+    """A source's :func:`own_context`: cached for files and shipped data, read afresh otherwise.
+
+    A downloaded source (``yfinance:``) may grow while a paper-trading loop runs, so it is not
+    cached here (``load_bars`` keeps its own download cache).
+    """
+    if source.split(":", 1)[0] in ("bundled", "synthetic", "csv"):
+        return _cached_context(source, lookback, _stamp(source))
+    from market_metarl.data.sources import load_bars
+
+    return own_context(asset_context(load_bars(source), lookback))
 
 
 def _stamp(source: str) -> tuple[str, int, int] | None:
