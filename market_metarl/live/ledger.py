@@ -27,6 +27,7 @@ from typing import Any
 
 from market_metarl.fileio import temporary_sibling
 from market_metarl.live.migrations import open_current
+from market_metarl.live.portfolio_schema import insert_account_symbols, split_specs
 from market_metarl.live.schema import (
     LEDGER_KIND,
     SCHEMA,
@@ -105,6 +106,8 @@ class Ledger:
                     [(name, account.initial_cash) for name in SHADOW_BOOKS],
                 )
                 conn.execute("INSERT INTO guard_state VALUES (1, 0, 0, NULL)")
+                pairs = zip(split_specs(account.symbol), split_specs(account.feed), strict=True)
+                insert_account_symbols(conn, list(pairs))
                 if setup is not None:
                     setup(conn)
             conn.close()
