@@ -13,7 +13,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,9 @@ class PaperSession:
     config: PaperConfig
     broker: Broker
     feeds: tuple[Feed, ...] = ()
+    blocks: dict[str, Any] = field(default_factory=dict)
+    """A multi-asset account's adapted agents by symbol, kept between the steps of this session
+    (:class:`~market_metarl.live.sleeves.BlockState`)."""
 
     @property
     def symbols(self) -> tuple[str, ...]:

@@ -30,9 +30,10 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from market_metarl.envs.accounting import drift
 from market_metarl.live.account import PaperSession
 from market_metarl.live.broker import OrderRequest
-from market_metarl.live.feeds import require_sessions
+from market_metarl.live.feeds import ReplayFeed, YFinanceFeed, require_sessions
 from market_metarl.live.guardrails import AccountDecision, decide_account
 from market_metarl.live.ledger import SHADOW_BOOKS, EquityRow, Ledger
 from market_metarl.live.portfolio_schema import (
@@ -40,6 +41,7 @@ from market_metarl.live.portfolio_schema import (
     insert_decisions,
 )
 from market_metarl.live.sleeves import (
+    BlockState,
     SymbolView,
     fill_shadow,
     set_shadow_targets,
@@ -52,7 +54,6 @@ from market_metarl.meta.protocol import (
     act_days,
     adapt_at,
     rolling_blocks,
-    rolling_target_at,
 )
 from market_metarl.types import DataError
 
@@ -112,7 +113,9 @@ def _market(
     """Symbol ``i``'s bars and view, validated as a one-symbol step validates its feed's."""
     feed, k = session.feeds[i], session.account.adapt_days
     bars = feed.bars(asof, now)
-    view = session.run.market_view(bars, feed.symbol, live=True)
+    # the replay and yfinance feeds' bars are slices of load_bars' validated history
+    checked = isinstance(feed, ReplayFeed | YFinanceFeed)
+    view = session.run.market_view(bars, feed.symbol, live=True, validate=not checked)
     if view.days == 0 or view.dates[-1] != pd.Timestamp(asof):
         raise DataError(f"{asof} is not a decision day of {feed.spec} (too little history)")
     origin_row = view.row(origin)
@@ -160,24 +163,34 @@ def _adapted_sleeves(session: PaperSession, markets: list[SymbolView]) -> tuple[
     """Each symbol's adapted sleeve weight on the as-of day, and the adaptation day of its block.
 
     On a block's first day each symbol's agent adapts on its K days; the adaptation is recorded
-    once for the account (hash over the symbols' adapted states).
+    once for the account (hash over the symbols' adapted states). Later in the block the block is
+    replayed from its adaptation day (:func:`~market_metarl.meta.protocol.rolling_target_at`), or,
+    when this session stepped the day before, that day's agent acts on (the same arithmetic).
     """
     ledger, k, every = session.ledger, session.account.adapt_days, session.account.every
-    agent, out, hashes = session.adapted, [], []
+    out, hashes = [], []
     block = ""
     for m in markets:
         a, _ = rolling_blocks(m.origin_row, m.day + 1, every)[-1]
         block = m.date(a)
-        held, reward = sleeve_start(ledger, m, a, "sleeve_target")
-        if a == m.day:  # adapt, record, act (what rolling_target_at does, with the hash taken)
-            adapt_at(agent, m.view.episode, a, k)
-            hashes.append(f"{m.symbol}:{state_hash(agent)}")
-            targets, _ = act_days(agent, m.view.episode, a, a + 1, held, reward)
-        else:
-            targets, _ = rolling_target_at(
-                agent, m.view, m.origin_row, m.day, k, every, held, reward
-            )
-        out.append(float(np.asarray(targets).reshape(-1)[-1]))
+        state = session.blocks.get(m.symbol)
+        agent = state.agent if state else session.run.agent("adapted")
+        ep, d = m.view.episode, m.day
+        if state is not None and (state.block, state.day) == (block, m.date(d - 1)):
+            held, reward = state.next_day(m)  # this session's agent of the day before acts on
+            targets, _ = act_days(agent, ep, d, d + 1, held, reward)
+        else:  # adapt at the block's day, act from there (what rolling_target_at does)
+            held, reward = sleeve_start(ledger, m, a, "sleeve_target")
+            adapt_at(agent, ep, a, k)
+            if a == d:
+                hashes.append(f"{m.symbol}:{state_hash(agent)}")
+            targets, _ = act_days(agent, ep, a, d + 1, held, reward)
+            if d > a:  # the weight the agent saw on day d (act_days' own arithmetic)
+                closes, opens = ep.closes[0].numpy(), ep.opens[0].numpy()
+                held = drift(targets[-2][None], (closes[d] / opens[d])[None])[0]
+        target = np.asarray(targets[-1], dtype=np.float64).reshape(1)
+        session.blocks[m.symbol] = BlockState(block, m.date(d), agent, target, held)
+        out.append(float(target[0]))
     if hashes:
         m = markets[0]
         support = (m.date(m.day - k + 1), m.date(m.day))

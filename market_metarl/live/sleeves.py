@@ -28,6 +28,7 @@ from market_metarl.live.portfolio_schema import (
     shadow_positions,
     sleeve_targets,
 )
+from market_metarl.meta.contracts import Agent
 from market_metarl.meta.protocol import MarketView
 from market_metarl.types import DataError
 
@@ -45,6 +46,45 @@ class SymbolView:
     def date(self, row: int) -> str:
         """The ISO date of decision row ``row``."""
         return self.view.dates[row].date().isoformat()
+
+
+@dataclass
+class BlockState:
+    """A symbol's adapted agent inside its block, as a step of this session left it.
+
+    The next day's step of the same session acts on with it instead of adapting again and
+    replaying the block: the target and the weight the agent saw that day give the next day's
+    weight and reward with :func:`~market_metarl.meta.protocol.act_days`' arithmetic.
+
+    Attributes:
+        block: The block's adaptation day (ISO).
+        day: The day the agent last acted (ISO).
+        agent: The agent, adapted at ``block`` and stepped through ``day``.
+        target: Its target on ``day`` ``(1,)``.
+        held: The sleeve weight it saw on ``day`` ``(1,)``.
+    """
+
+    block: str
+    day: str
+    agent: Agent
+    target: np.ndarray
+    held: np.ndarray
+
+    def next_day(self, m: SymbolView) -> tuple[np.ndarray, float]:
+        """The sleeve weight at the close of ``m``'s as-of day and the log return of that day."""
+        t, ep = m.day - 1, m.view.episode
+        opens, closes = ep.opens[0].numpy(), ep.closes[0].numpy()
+        r = log_returns(
+            self.target[None, None],
+            opens[None, t : t + 2],
+            closes[None, t : t + 2],
+            ep.cost_rate,
+            ep.borrow_daily,
+            self.held[None, None],
+        )
+        return drift(self.target[None], (closes[t + 1] / opens[t + 1])[None])[0], float(
+            r.reshape(-1)[0]
+        )
 
 
 def fill_shadow(session: PaperSession, name: str, upto: dict[str, pd.DataFrame], day: str) -> float:
