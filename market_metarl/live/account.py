@@ -60,8 +60,7 @@ def init_account(
         db: Ledger file to create (must not exist).
         run_path: Trained run directory.
         feed_spec: Source of the bars (``yfinance:SPY``, or ``bundled:SPY``/``csv:FILE`` replayed);
-            several (a list, or one string with commas: ``bundled:SPY,bundled:QQQ``) make a
-            multi-asset account, one symbol per feed.
+            several (a list, or comma-separated) make a multi-asset account, one symbol each.
         cash: Initial cash (default: ``[paper] cash``).
         adapt_days: K (default: ``[paper] adapt_days``, else the run's ``train.adapt_days``).
         every: R (default: ``[paper] every``, else 20 like ``backtest --every``).
@@ -83,10 +82,7 @@ def init_account(
     given = {"cash": cash, "adapt_days": adapt_days, "every": every, "allocation": allocation}
     overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
     paper_config({"paper": overrides})
-    feeds = open_feeds(feed_spec)
-    for one in feeds:
-        one.history()
-    symbol, spec = join_specs([f.symbol for f in feeds]), join_specs([f.spec for f in feeds])
+    symbol, spec = _read_feeds(feed_spec)
     run = TrainedRun.open(run_path)
     digest = run_digest(run)
     run.agent("adapted"), run.agent("pooled")  # fail now, not at the first step
@@ -204,6 +200,14 @@ def open_feeds(feed_spec: str | Sequence[str]) -> list[Feed]:
             "account steps its symbols on one calendar"
         )
     return feeds
+
+
+def _read_feeds(feed_spec: str | Sequence[str]) -> tuple[str, str]:
+    """Open and read every feed (bad data fails here); the symbols and specs, comma-joined."""
+    feeds = open_feeds(feed_spec)
+    for feed in feeds:
+        feed.history()
+    return join_specs([f.symbol for f in feeds]), join_specs([f.spec for f in feeds])
 
 
 def _new_ledger_path(db: str | Path) -> Path:

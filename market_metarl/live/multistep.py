@@ -209,7 +209,7 @@ def _decide_and_submit(
     session: PaperSession, markets: list[SymbolView], fills: int, mismatch: float
 ) -> StepResult:
     """Decide every symbol's weight (adapted, pooled, split, guarded), submit and record."""
-    ledger, account, cfg = session.ledger, session.account, session.config
+    ledger, cfg = session.ledger, session.config
     symbols = [m.symbol for m in markets]
     asof = markets[0].view.dates[-1].date()
     day = asof.isoformat()
@@ -233,24 +233,7 @@ def _decide_and_submit(
         mismatch,
     )
     # submit and record
-    rows = []
-    for i, m in enumerate(markets):
-        target = None if decision.targets is None else decision.targets[m.symbol]
-        cid = None
-        if target is not None:
-            cid = client_id(account.account_id, asof, m.symbol)
-            price = bars_close(m.bars)
-            session.broker.stage(
-                OrderRequest(cid, m.symbol, target, asof, price, equity=mark.equity)
-            )
-        chosen = {"adapted": adapted[i], "pooled": pooled[i]}.get(decision.policy, 0.0)
-        traded = held[m.symbol] if target is None else target
-        sleeve = chosen if traded == split[i] * chosen else traded / split[i]
-        rows.append(
-            SymbolDecision(
-                m.symbol, float(split[i]), adapted[i], pooled[i], shadow[i], sleeve, target, cid
-            )
-        )
+    rows = _submit(session, markets, decision, split, (adapted, pooled, shadow), held, mark.equity)
     set_shadow_targets(session, symbols, split, shadow, day)
     _record_step(ledger, day, block, decision, rows)
     targets = None if decision.targets is None else sum(decision.targets.values())
@@ -270,6 +253,41 @@ def _decide_and_submit(
         events=tuple(e.kind for e in decision.events),
         targets={r.symbol: r.target for r in rows},
     )
+
+
+def _submit(
+    session: PaperSession,
+    markets: list[SymbolView],
+    decision: AccountDecision,
+    split: np.ndarray,
+    sleeves: tuple[list[float], list[float], list[float]],
+    held: dict[str, float],
+    equity: float,
+) -> list[SymbolDecision]:
+    """Stage each symbol's order (sized on the account's ``equity``); the rows to record.
+
+    ``sleeves`` are the adapted, pooled and shadow-pooled sleeve weights. The sleeve weight
+    traded is the chosen policy's own when no guardrail changed it, else ``target / split``.
+    """
+    adapted, pooled, shadow = sleeves
+    rows = []
+    for i, m in enumerate(markets):
+        asof = m.view.dates[-1].date()
+        target = None if decision.targets is None else decision.targets[m.symbol]
+        cid = None
+        if target is not None:
+            cid = client_id(session.account.account_id, asof, m.symbol)
+            price = bars_close(m.bars)
+            session.broker.stage(OrderRequest(cid, m.symbol, target, asof, price, equity=equity))
+        chosen = {"adapted": adapted[i], "pooled": pooled[i]}.get(decision.policy, 0.0)
+        traded = held[m.symbol] if target is None else target
+        sleeve = chosen if traded == split[i] * chosen else traded / split[i]
+        rows.append(
+            SymbolDecision(
+                m.symbol, float(split[i]), adapted[i], pooled[i], shadow[i], sleeve, target, cid
+            )
+        )
+    return rows
 
 
 def _guard(

@@ -40,7 +40,6 @@ def ledger_status(ledger: Ledger) -> dict[str, Any]:
             w = ledger.weight_on(mark.date, symbol)
             weights[symbol] = 0.0 if w is None else w
     bh = mark.benchmark_equity if mark and mark.benchmark_equity else account.initial_cash
-    killed, fallback = ledger.guard_state()
     total = equity / account.initial_cash - 1.0
     bh_return = bh / account.initial_cash - 1.0
     return {
@@ -66,14 +65,7 @@ def ledger_status(ledger: Ledger) -> dict[str, Any]:
         "last_adaptation": ledger.last_adaptation(),
         "broker": broker_row(ledger.conn),
         "reconciliation": last_reconciliation(ledger.conn),
-        "guardrails": {
-            "killed": killed,
-            "fallback": fallback,
-            "settings": json.loads(account.settings),
-            "recent_events": [
-                {"date": d, "kind": k, "detail": t} for d, k, t in ledger.events(limit=5)
-            ],
-        },
+        "guardrails": _guard_info(ledger, account),
         "schema": _schema_info(ledger),
         **_portfolio_info(ledger, account, equity, mark),
     }
@@ -103,6 +95,19 @@ def _portfolio_info(
         "allocation": json.loads(account.settings).get("allocation") if multi else None,
         "shadow_books": books,
         "last_decisions": decisions(ledger.conn, last.isoformat()) if last and multi else [],
+    }
+
+
+def _guard_info(ledger: Ledger, account: Account) -> dict[str, Any]:
+    """The ``guardrails`` entry of the status: the flags, the settings, the recent events."""
+    killed, fallback = ledger.guard_state()
+    return {
+        "killed": killed,
+        "fallback": fallback,
+        "settings": json.loads(account.settings),
+        "recent_events": [
+            {"date": d, "kind": k, "detail": t} for d, k, t in ledger.events(limit=5)
+        ],
     }
 
 
