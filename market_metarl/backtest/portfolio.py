@@ -145,7 +145,7 @@ def _book(
     after = first.index[first.index > dates[-1]]
     if len(after) == 0:
         raise DataError(f"no bar after the last decision day {dates[-1].date()}")
-    marks = dates.append(pd.DatetimeIndex([after[0]]))
+    marks = pd.DatetimeIndex(dates.append(pd.DatetimeIndex([after[0]])))
     frames = [bars[s].reindex(marks) for s in symbols]
     if any(f[["open", "close"]].isna().to_numpy().any() for f in frames):
         raise DataError("an asset lacks a bar on a decision or execution day")

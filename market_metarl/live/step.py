@@ -20,7 +20,8 @@ One step for as-of day ``D`` (all of its writes in ONE ledger transaction):
    of the adapted state), the step, the guardrail events and state; after the commit the broker
    sends the order (:meth:`~market_metarl.live.broker.Broker.flush`).
 
-A step for a date already done (or earlier) is a no-op.
+A step for a date already done (or earlier) is a no-op. An account over several symbols steps
+through :func:`~market_metarl.live.multistep.step_portfolio` after the same checks of its date.
 """
 
 from __future__ import annotations

@@ -29,6 +29,11 @@ from market_metarl.live.step import StepResult, step
 DAYS = ("2019-03-01", "2019-03-04", "2019-03-05")
 
 
+def open_of(symbol: str, day: str) -> float:
+    bars = load_bars(f"bundled:{symbol}")
+    return float(bars["open"].to_numpy()[bars.index.get_loc(day)])
+
+
 def spy_price(day: str, column: str = "open") -> float:
     bars = load_bars("bundled:SPY")
     return float(bars[column].to_numpy()[bars.index.get_loc(day)])
@@ -278,7 +283,7 @@ def test_a_multi_asset_account_trades_every_symbol_on_alpaca_and_reconciles(
     init_account(db, maml_run, feed, broker=BrokerChoice("alpaca"))
     for i, day in enumerate(DAYS):
         if i:
-            opens = {s: float(load_bars(f"bundled:{s}").loc[day, "open"]) for s in symbols}
+            opens = {s: open_of(s, day) for s in symbols}
             fake_alpaca.open_day(day, opens)
             fake_alpaca.evening(day)
         result = step_on(db, day)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ SYMBOLS = ("SPY", "QQQ", "IWM", "EEM", "IBM")
 FEED = ",".join(f"bundled:{s}" for s in SYMBOLS)
 
 
-def rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+def rows(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         return conn.execute(sql, args).fetchall()
@@ -135,8 +136,10 @@ def test_a_year_of_five_symbols_equals_the_multi_asset_rolling_backtest(
     books = status["shadow_books"]
     assert set(books) == {"pooled", "buy_and_hold"}
     assert books["buy_and_hold"]["equity"] == marks[-1].benchmark_equity
+    pooled = marks[-1].pooled_equity
+    assert pooled is not None and books["pooled"]["equity"] == pooled
     assert books["pooled"]["excess_return"] == pytest.approx(
-        (marks[-1].equity - marks[-1].pooled_equity) / status["initial_cash"], abs=1e-12
+        (marks[-1].equity - pooled) / status["initial_cash"], abs=1e-12
     )
     assert [d["symbol"] for d in status["last_decisions"]] == list(SYMBOLS)
     code, out, err = cli(capsys, "paper", "status", "--db", str(db))
