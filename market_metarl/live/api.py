@@ -136,9 +136,8 @@ def run_account(
     stop = stop or threading.Event()
     with PaperSession.open(db, run_path, feed_spec) as session:
         if on_start is not None:
-            start_at = RunStart(
-                Path(db), session.account.symbol, session.feed.spec, session.ledger.last_step()
-            )
+            spec = ",".join(f.spec for f in session.feeds) or session.feed.spec
+            start_at = RunStart(Path(db), session.account.symbol, spec, session.ledger.last_step())
             on_start(start_at)
         taken = run_loop(session, until=until, start=start, every=every, stop=stop, on_step=on_step)
         return RunSummary(stop.is_set(), taken, session.ledger.last_step())
