@@ -18,7 +18,7 @@ from typing import Any
 from market_metarl.envs.costs import CostModel
 from market_metarl.live.alpaca_schema import BROKER_KINDS, broker_kind
 from market_metarl.live.broker import Broker, PaperBroker
-from market_metarl.live.feeds import Feed, open_feed
+from market_metarl.live.feeds import Feed, ReplayFeed, open_feed
 from market_metarl.live.ledger import Account, Ledger
 from market_metarl.live.settings import PaperConfig, paper_config
 from market_metarl.meta.contracts import Agent
@@ -210,19 +210,22 @@ class PaperSession:
         ledger = Ledger.open(db)
         try:
             account = ledger.account()
-            run = TrainedRun.open(run_path or account.run_path)
-            if run_digest(run) != account.run_digest:
-                raise RunError(
-                    f"ledger {db} belongs to the run at {account.run_path} (digest "
-                    f"{account.run_digest}), not to {run.path}; give that --run or a new --db"
-                )
+            # the cheap checks first: the feed (a replayed file is read now), then the run
             feed = open_feed(feed_spec or account.feed)
             if feed.symbol != account.symbol:
                 raise DataError(
                     f"feed {feed.spec} trades {feed.symbol} but ledger {db} trades "
                     f"{account.symbol}; give a feed of {account.symbol}"
                 )
+            if isinstance(feed, ReplayFeed):
+                feed.history()
             config = PaperConfig.from_json(account.settings)
+            run = TrainedRun.open(run_path or account.run_path)
+            if run_digest(run) != account.run_digest:
+                raise RunError(
+                    f"ledger {db} belongs to the run at {account.run_path} (digest "
+                    f"{account.run_digest}), not to {run.path}; give that --run or a new --db"
+                )
             costs = CostModel.from_spec(run.costs)
             return cls(
                 ledger,
