@@ -291,3 +291,113 @@ def test_regimes_plot_is_whole_or_absent(
     assert main(["regimes", "bundled:SPY", "--method", "window", "--plot", str(plot)]) == 1
     assert "No space left on device" in one_error(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+# regimes, data fetch, sweep and paper step/run/status: every command checks before it works
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--method", "hmm", "--param", "n_states=inf"], "--param n_states must be a finite"),
+        (["--method", "window", "--param", "bogus=1"], "has no parameter(s) 'bogus'"),
+        (["--method", "window", "--param", "trend_threshold=-1"], "non-negative number"),
+        (["--method", "window", "--min-length", "1"], "min_length"),
+        (["--method", "window", "--out", "missing/r.csv"], "--out: folder missing does not"),
+        (["--method", "window", "--plot", "missing/r.png"], "--plot: folder missing does not"),
+    ],
+)
+def test_regimes_checks_its_options_before_reading_the_source(
+    options: list[str],
+    words: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("market_metarl.data.sources.load_bars", never("reading the source"))
+    assert main(["regimes", "bundled:SPY", *options]) == 2
+    assert words in one_error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["SPY", "--start", "01/02/2020"], "--start '01/02/2020' is not a date"),
+        (["SPY", "--end", "2020-13-01"], "--end '2020-13-01' is not a date"),
+        (["SPY", "--start", "2021-01-04", "--end", "2020-01-02"], "is after --end"),
+        (["SPY", " "], "symbol ' ' is blank"),
+    ],
+)
+def test_data_fetch_checks_symbols_and_dates_before_the_cache_or_the_network(
+    argv: list[str],
+    words: str,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("market_metarl.data.yahoo.read_cache", never("the cache"))
+    monkeypatch.setattr("market_metarl.data.yahoo._download", never("the download"))
+    assert main(["data", "fetch", *argv]) == 2
+    assert words in one_error(capsys) and not cache_dir.exists()
+
+
+def test_sweep_checks_every_combination_before_training_any(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("market_metarl.meta.sweep._run_pieces", never("training a piece"))
+    out = tmp_path / "sw"
+    argv = ["sweep", "--config", str(write_config(tmp_path)), "--algo", "pooled"]
+    assert main([*argv, "--grid", "train.horizon=5,500", "--out", str(out)]) == 2
+    assert "--grid train.horizon=500" in one_error(capsys) and not out.exists()
+
+
+@pytest.fixture
+def stored_ledger(tmp_path: Path) -> Path:
+    """A ledger of an account trading ``non_numeric.csv`` (a file that went bad after init)."""
+    from dataclasses import replace
+
+    from market_metarl.live.ledger import Ledger
+
+    feed = f"csv:{MALFORMED / 'non_numeric.csv'}"
+    db = tmp_path / "p.db"
+    Ledger.create(db, replace(_account(), symbol="NON_NUMERIC", feed=feed)).close()
+    return db
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["step", "--asof", "2019-03-01"], "non-numeric"),
+        (["run", "--asof", "2019-03-01"], "non-numeric"),
+        (["step", "--feed", "bundled:SPY"], "trades SPY but ledger"),
+        (["run", "--feed", "bundled:SPY"], "trades SPY but ledger"),
+        (["run", "--every", "-1"], "--every must be >= 0"),
+        (["step", "--asof", "01/03/2019"], "--asof must be a date"),
+    ],
+)
+def test_paper_step_and_run_check_the_feed_before_opening_the_run(
+    argv: list[str],
+    words: str,
+    stored_ledger: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+
+    monkeypatch.setattr("market_metarl.live.account.TrainedRun.open", never("the run"))
+    before = hashlib.sha256(stored_ledger.read_bytes()).hexdigest()
+    assert main(["paper", argv[0], "--db", str(stored_ledger), *argv[1:]]) == 2
+    assert words in one_error(capsys)
+    assert hashlib.sha256(stored_ledger.read_bytes()).hexdigest() == before
+
+
+def test_paper_status_reads_the_ledger_alone(
+    stored_ledger: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("market_metarl.live.account.TrainedRun.open", never("the run"))
+    monkeypatch.setattr("market_metarl.live.feeds.load_bars", never("the feed"))
+    assert main(["paper", "status", "--db", str(stored_ledger)]) == 0
+    assert main(["paper", "status", "--db", str(stored_ledger.with_name("none.db"))]) == 2
+    assert "no ledger at" in one_error(capsys)

@@ -7,6 +7,7 @@ so an error leaves nothing half-written, and an earlier backtest there is replac
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -68,6 +69,30 @@ def swap_in(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_stale(out: Path) -> None:
+    """Remove the ``.NAME.partial-PID`` and ``.NAME.old-PID`` folders killed backtests left.
+
+    A backtest writes aside (``partial``) and swaps in (``old``); one killed meanwhile (SIGKILL,
+    a power cut) leaves its folder beside ``out``. Those of a process still alive are kept.
+    """
+    prefix = f".{out.name}."
+    for path in out.parent.glob(f"{glob.escape(prefix)}*-*"):
+        kind, _, pid = path.name[len(prefix) :].rpartition("-")
+        if kind in ("partial", "old") and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def write_outputs(out: Path, doc: dict[str, Any], bt: Backtest) -> Path:
     """Write ``metrics.json`` (``doc``), ``positions.csv``, ``returns.csv``, the report; swap in.
 
@@ -82,6 +107,7 @@ def write_outputs(out: Path, doc: dict[str, Any], bt: Backtest) -> Path:
     from market_metarl.backtest.report import write_report
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -1,8 +1,9 @@
 """The ``market-metarl`` command line (also ``python -m market_metarl``): one module per command.
 
 Exit codes: 0 success; 2 bad input, with one line ``error: ...`` on stderr and no traceback; 1 for
-anything unexpected (a full or read-only disk: one ``error:`` line too). Heavy libraries are imported inside the handlers, so ``--help``,
-``--version`` and ``data list`` answer fast.
+anything unexpected (a full or read-only disk, SQLite's "database or disk is full" included: one
+``error:`` line too). Heavy libraries are imported inside the handlers, so ``--help``, ``--version``
+and ``data list`` answer fast.
 
 Modules: ``_common`` (the parser, exit codes, shared options), ``data``, ``regimes``, ``train``,
 ``sweep``, ``backtest`` and ``paper``; each has a ``register(sub)`` that adds its subcommands.
@@ -71,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.strerror}: {exc.filename or 'writing the output'}", file=sys.stderr)
         return EXIT_UNEXPECTED
     except Exception as exc:
+        if _is_disk_full(exc):
+            print(f"error: {exc}: free some space, then run the command again", file=sys.stderr)
+            return EXIT_UNEXPECTED
         if not _is_user_error(exc):
             raise
         print(f"error: {exc}", file=sys.stderr)
@@ -90,6 +94,20 @@ def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
     """
     for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
         print(f"warning: {message}", file=sys.stderr)
+
+
+def _is_disk_full(exc: Exception) -> bool:
+    """Whether ``exc`` is SQLite's "database or disk is full" (``SQLITE_FULL``, a ledger write).
+
+    SQLite reports a full disk as its own error, not as ``OSError(ENOSPC)``, and rolls the
+    transaction back itself; ``sqlite3`` is looked up in ``sys.modules`` like the package's types.
+    """
+    sqlite3 = sys.modules.get("sqlite3")
+    return (
+        sqlite3 is not None
+        and isinstance(exc, sqlite3.Error)
+        and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    )
 
 
 def _is_user_error(exc: Exception) -> bool:

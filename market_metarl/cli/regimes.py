@@ -8,6 +8,7 @@ from pathlib import Path
 from market_metarl.cli._common import (
     EXIT_OK,
     SubParsers,
+    UsageError,
     add_json,
     parse_param,
     print_json,
@@ -33,13 +34,22 @@ def register(sub: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Slice the source, write the CSV and the plot if asked, print the regimes."""
-    from market_metarl.data.regimes import regimes_to_frame, slice_regimes
+    """Slice the source, write the CSV and the plot if asked, print the regimes.
+
+    The method's parameters and the output folders are checked before the source is read.
+    """
+    from market_metarl.data.regimes import check_request, regimes_to_frame, slice_regimes
     from market_metarl.data.sources import load_bars
     from market_metarl.data.tasks import symbol_name
 
-    bars = load_bars(args.source)
     params = dict(parse_param(p) for p in args.param)
+    check_request(args.method, args.min_length, params)
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        if path and not Path(path).parent.is_dir():
+            raise UsageError(
+                f"{option}: folder {Path(path).parent} does not exist; create it first"
+            )
+    bars = load_bars(args.source)
     found = slice_regimes(
         bars, args.method, symbol_name(args.source), args.min_length, args.seed, **params
     )

@@ -112,7 +112,8 @@ def _check_file(p: Path, source: str) -> None:
 
 def _read_table(p: Path, source: str) -> pd.DataFrame:
     if p.suffix.lower() in {".csv", ".txt", ""}:
-        head = p.read_bytes()[:4096]
+        with p.open("rb") as fh:  # the head alone: a 100 MB file is not read to sniff it
+            head = fh.read(4096)
         if b"\x00" in head:
             raise DataError(f"{source}: this is a binary file, not a CSV table of daily bars")
         try:

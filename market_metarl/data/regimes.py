@@ -96,9 +96,6 @@ def slice_regimes(
     """
     min_length = _check_request(bars, method, min_length, params)
     label_kw = {k: params[k] for k in LABEL_PARAMS if k in params}
-    for key, value in label_kw.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"regimes.{key} must be a non-negative number, got {value!r}")
     seg_kw = {k: v for k, v in params.items() if k not in LABEL_PARAMS}
     if method == "trend-vol":
         seg_kw.update(label_kw)
@@ -116,15 +113,15 @@ def slice_regimes(
     ]
 
 
-def _check_request(bars: pd.DataFrame, method: str, min_length: Any, params: dict[str, Any]) -> int:
-    """Check the method, its parameter names, ``min_length`` and the series length.
+def check_request(method: str, min_length: Any, params: dict[str, Any]) -> int:
+    """Check a regimes request before any data is read: method, parameter names and values.
 
     Returns:
         ``min_length`` as an int.
 
     Raises:
-        ConfigError: An unknown method or parameter, or ``min_length`` not an integer >= 2.
-        DataError: No close column, or fewer than ``2 * min_length`` rows.
+        ConfigError: An unknown method or parameter, ``min_length`` not an integer >= 2, or a
+            labelling parameter that is not a non-negative number.
     """
     if method not in REGIME_METHODS:
         raise ConfigError(
@@ -137,7 +134,21 @@ def _check_request(bars: pd.DataFrame, method: str, min_length: Any, params: dic
             f"regime method {method!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
             f"valid parameters: {', '.join(valid)}"
         )
-    min_length = positive_int("min_length", min_length, minimum=2)
+    for key in LABEL_PARAMS:
+        value = params.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"regimes.{key} must be a non-negative number, got {value!r}")
+    return positive_int("min_length", min_length, minimum=2)
+
+
+def _check_request(bars: pd.DataFrame, method: str, min_length: Any, params: dict[str, Any]) -> int:
+    """:func:`check_request`, then the series: a close column and ``2 * min_length`` rows.
+
+    Raises:
+        ConfigError: See :func:`check_request`.
+        DataError: No close column, or fewer than ``2 * min_length`` rows.
+    """
+    min_length = check_request(method, min_length, params)
     if "close" not in bars.columns:
         raise DataError("bars have no close column; pass a validated bars frame")
     if len(bars) < 2 * min_length:

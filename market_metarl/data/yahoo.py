@@ -12,6 +12,7 @@ exists (and how to use it: ``yfinance:SPY?offline=1``).
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -119,8 +120,10 @@ def fetch_yfinance(
 
     Raises:
         DataError: Nothing came back for a symbol (offline, or an unknown ticker); the message says
-            whether a cached copy exists.
+            whether a cached copy exists. A blank symbol, or a ``start``/``end`` that is not
+            ``YYYY-MM-DD`` or in the wrong order, before anything is read or downloaded.
     """
+    _check_request(symbols, start, end)
     symbols = [s.upper() for s in symbols]
     cached = {s: read_cache(s, interval, adjusted) for s in symbols}
     if start is None and all(c is not None and len(c) for c in cached.values()):
@@ -148,6 +151,23 @@ def fetch_yfinance(
         _write_atomic(bars, cache_path(sym, interval, adjusted))
         reports[sym] = report
     return reports
+
+
+def _check_request(symbols: Sequence[str], start: str | None, end: str | None) -> None:
+    """Symbols and dates of a fetch, checked before the cache is read or yfinance is asked."""
+    for sym in symbols:
+        if not sym.strip() or sym != sym.strip():
+            raise DataError(f"symbol {sym!r} is blank or has spaces around it; write e.g. SPY")
+    days: list[dt.date] = []
+    for what, text in (("--start", start), ("--end", end)):
+        if text is None:
+            continue
+        try:
+            days.append(dt.date.fromisoformat(text))
+        except ValueError:
+            raise DataError(f"{what} {text!r} is not a date; write YYYY-MM-DD") from None
+    if len(days) == 2 and days[0] > days[1]:
+        raise DataError(f"--start {start} is after --end {end}; swap them")
 
 
 def _canonical(frame: pd.DataFrame) -> pd.DataFrame:

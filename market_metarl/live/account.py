@@ -20,7 +20,7 @@ from typing import Any
 from market_metarl.envs.costs import CostModel
 from market_metarl.live.alpaca_schema import BROKER_KINDS, broker_kind
 from market_metarl.live.broker import Broker, PaperBroker
-from market_metarl.live.feeds import Feed, open_feed
+from market_metarl.live.feeds import Feed, ReplayFeed, open_feed
 from market_metarl.live.ledger import Account, Ledger
 from market_metarl.live.portfolio_schema import account_symbols, join_specs, split_specs
 from market_metarl.live.settings import PaperConfig, paper_config
@@ -256,12 +256,7 @@ class PaperSession:
         ledger = Ledger.open(db)
         try:
             account = ledger.account()
-            run = TrainedRun.open(run_path or account.run_path)
-            if run_digest(run) != account.run_digest:
-                raise RunError(
-                    f"ledger {db} belongs to the run at {account.run_path} (digest "
-                    f"{account.run_digest}), not to {run.path}; give that --run or a new --db"
-                )
+            # the cheap checks first: the feeds (a replayed file is read now), then the run
             pairs = account_symbols(ledger.conn)
             feeds = open_feeds(feed_spec or [f for _, f in pairs])
             feed = feeds[0]
@@ -274,7 +269,16 @@ class PaperSession:
                     f"feed {spec} trades {symbol} but ledger {db} trades "
                     f"{account.symbol}; give a feed of {account.symbol}"
                 )
+            for one in feeds:
+                if isinstance(one, ReplayFeed):
+                    one.history()
             config = PaperConfig.from_json(account.settings)
+            run = TrainedRun.open(run_path or account.run_path)
+            if run_digest(run) != account.run_digest:
+                raise RunError(
+                    f"ledger {db} belongs to the run at {account.run_path} (digest "
+                    f"{account.run_digest}), not to {run.path}; give that --run or a new --db"
+                )
             costs = CostModel.from_spec(run.costs)
             return cls(
                 ledger,

@@ -152,7 +152,8 @@ class Ledger:
         try:
             yield
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite has rolled back already on a full disk
+                self.conn.execute("ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")

@@ -30,6 +30,6 @@ def server(workdir: Path) -> Iterator[ForkServer]:
 @pytest.fixture(scope="module")
 def trained(server: ForkServer, workdir: Path) -> tuple[Path, float]:
     """A tiny pooled run, ``run`` in ``workdir``, trained once for the module; and its seconds."""
-    code, seconds = server.run([*TRAIN, "--out", "run"])
+    code, seconds, _ = server.run([*TRAIN, "--out", "run"])
     assert code == 0
     return workdir / "run", seconds

@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 FORK_SERVER = Path(__file__).with_name("fork_server.py")
 TINY_TOML = """
@@ -55,16 +56,35 @@ fallback = false
 
 @dataclass
 class Counts:
-    """What a fault test did, printed in the test output."""
+    """What a fault test did, printed in the test output.
+
+    ``kills``: runs ended by a signal; ``resumes``: runs started on what a kill left; ``equal``:
+    finished runs whose result was checked equal to an uninterrupted run's.
+    """
 
     kills: int = 0
     resumes: int = 0
     equal: int = 0
     signals: dict[str, int] = field(default_factory=dict)
 
-    def report(self, what: str) -> str:
+    def report(self, what: str, duration: float, server: ForkServer) -> str:
+        """One line: the counts, an uninterrupted run's seconds and the CPU seconds of all runs."""
         sigs = ", ".join(f"{k} {v}" for k, v in sorted(self.signals.items()))
-        return f"{what}: {self.kills} kills ({sigs}), {self.resumes} reruns, {self.equal} equal"
+        return (
+            f"{what}: {self.kills} kills ({sigs}), {self.resumes} reruns, {self.equal} equal; "
+            f"uninterrupted run {duration:.1f} s, CPU of every run {server.cpu:.1f} s"
+        )
+
+
+class Ran(NamedTuple):
+    """One command run by the fork server."""
+
+    code: int
+    """Exit code; negative: the signal that ended it."""
+    seconds: float
+    """Wall-clock seconds from its start to its end."""
+    cpu: float
+    """CPU seconds it used (user and system)."""
 
 
 class ForkServer:
@@ -81,6 +101,7 @@ class ForkServer:
             cwd=cwd,
         )
         assert self._line() == "ready"
+        self.cpu = 0.0
 
     def _line(self) -> str:
         assert self.proc.stdout is not None
@@ -90,11 +111,12 @@ class ForkServer:
 
     def run(
         self, argv: list[str], kill_after: float | None = None, sig: int = signal.SIGKILL
-    ) -> tuple[int, float]:
+    ) -> Ran:
         """Run ``argv``; with ``kill_after``, send ``sig`` that many seconds after it started.
 
         Returns:
-            The exit code (negative: the signal that ended it) and the seconds it ran.
+            The exit code (negative: the signal that ended it), the seconds it ran and its CPU
+            seconds (also added to ``cpu``).
         """
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(argv) + "\n")
@@ -108,7 +130,9 @@ class ForkServer:
                 os.kill(pid, sig)
         while not (line := self._line()).startswith("exit "):
             pass
-        return int(line.split()[1]), time.perf_counter() - start
+        _, code, cpu = line.split()
+        self.cpu += float(cpu)
+        return Ran(int(code), time.perf_counter() - start, float(cpu))
 
     def close(self) -> None:
         """Stop the server."""

@@ -1,9 +1,11 @@
 """Runs ``market-metarl ARGV`` in a forked child for each JSON argv line read on stdin.
 
 The fault tests kill those children at seeded moments: forking from a process that has imported
-the package and its heavy libraries (but run no torch operation) spares each run the seconds of
-imports. Prints ``ready``, then per run ``child PID``, the child's own output, and ``exit CODE``
-(negative: killed by that signal). An empty line ends the server.
+the package and its heavy libraries (torch with ``torch._dynamo``, which ``torch.optim`` imports
+when the first optimizer is made; hmmlearn with scikit-learn; scipy.stats; matplotlib), but run no
+torch operation, spares each run the seconds of imports. Prints ``ready``, then per run
+``child PID``, the child's own output, and ``exit CODE CPU`` (CODE negative: killed by that
+signal; CPU: the child's CPU seconds). An empty line ends the server.
 """
 
 from __future__ import annotations
@@ -12,11 +14,22 @@ import json
 import os
 import sys
 
+import hmmlearn.hmm  # noqa: F401  (imported once, before forking: the backtest's hmm_switch)
+import matplotlib
+import scipy.stats  # noqa: F401
+import torch._dynamo  # noqa: F401  (torch.optim imports it on the first optimizer: seconds)
+
+matplotlib.use("Agg", force=True)  # as the backtest's plots do
+import matplotlib.patches
+import matplotlib.pyplot
+
+import market_metarl.backtest.outputs
+import market_metarl.backtest.report
 import market_metarl.backtest.runner
 import market_metarl.live.account
 import market_metarl.live.step
 import market_metarl.meta.sweep
-import market_metarl.meta.trainer  # noqa: F401  (imported once, before forking)
+import market_metarl.meta.trainer  # noqa: F401
 from market_metarl.cli import main
 
 
@@ -33,8 +46,9 @@ def serve() -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        print(f"exit {os.waitstatus_to_exitcode(status)}", flush=True)
+        _, status, usage = os.wait4(pid, 0)
+        cpu = usage.ru_utime + usage.ru_stime
+        print(f"exit {os.waitstatus_to_exitcode(status)} {cpu:.3f}", flush=True)
 
 
 if __name__ == "__main__":

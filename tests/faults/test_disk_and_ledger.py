@@ -1,18 +1,22 @@
-"""Faults other than kills: a full disk (a writer patched to raise ENOSPC), a ledger truncated or
-replaced by garbage, and two ``paper step`` processes at once."""
+"""Faults other than kills: a full disk (a writer patched to raise ENOSPC, or SQLite's own
+"database or disk is full"), a ledger truncated or replaced by garbage, and two ``paper step``
+processes at once."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fault_helpers import TRAIN, check_ledger
 
 from market_metarl.cli import main
+from market_metarl.live.ledger import Ledger
 
 pytestmark = pytest.mark.faults
 
@@ -105,3 +109,59 @@ def test_two_paper_steps_at_once_never_both_trade(ledger: Path) -> None:
     statuses = sorted(out.strip().splitlines()[-1] for out, _ in results)
     assert sum('"status": "stepped"' in s for s in statuses) == 1, statuses
     check_ledger(ledger)
+
+
+def sqlite_full(self: Ledger, values: dict[str, object]) -> None:
+    """The step's last write on a disk with no room left: SQLite's own ``SQLITE_FULL``.
+
+    The file is capped at its current size (``max_page_count``, this connection only) and the
+    real writer records a row that needs a new page: SQLite raises "database or disk is full" and
+    rolls the transaction back itself, as it does when the disk is full.
+    """
+    pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+    self.conn.execute(f"PRAGMA max_page_count = {pages}")
+    INSERT_STEP(self, {**values, "recorded_at": "x" * 65536})
+
+
+def enospc(self: Ledger, values: dict[str, object]) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+
+INSERT_STEP = Ledger.insert_step
+
+
+@pytest.mark.parametrize(
+    ("writer", "words"),
+    [(sqlite_full, "database or disk is full"), (enospc, "No space left on device")],
+    ids=["sqlite-full", "enospc"],
+)
+def test_a_full_disk_during_paper_step_changes_nothing_and_the_rerun_trades_once(
+    writer: Callable[..., None],
+    words: str,
+    ledger: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ref = ledger.with_name("ref.db")
+    shutil.copy(ledger, ref)  # the same account, stepped with room to spare
+    days = ("2019-03-01", "2019-03-04", "2019-03-05")
+    for db in (ledger, ref):
+        assert main(["paper", "step", "--db", str(db), "--asof", days[0]]) == 0
+    assert main(["paper", "step", "--db", str(ref), "--asof", days[1]]) == 0
+    with Ledger.open(ledger) as led:
+        before = led.dump()
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        m.setattr(Ledger, "insert_step", writer)  # after the fills, marks and order were written
+        assert main(["paper", "step", "--db", str(ledger), "--asof", days[1]]) == 1
+    assert words in one_error(capsys)
+    check_ledger(ledger)
+    with Ledger.open(ledger) as led:
+        assert led.dump() == before  # the whole step rolled back: no order, no mark, no step
+    # space is back: the same command steps the day, once; a third run finds it done
+    for _ in range(2):
+        assert main(["paper", "step", "--db", str(ledger), "--asof", days[1]]) == 0
+    check_ledger(ledger)
+    with Ledger.open(ledger) as led, Ledger.open(ref) as want:
+        assert led.dump(("recorded_at",)) == want.dump(("recorded_at",))
+        assert len([o for o in led.dump()["orders"] if days[1].replace("-", "") in o[0]]) == 1

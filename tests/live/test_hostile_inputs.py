@@ -129,6 +129,51 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_read(
         assert "MiB a file of daily bars may have" in _one_error(capsys)
 
 
+@pytest.mark.usefixtures("run_open_fails")
+def test_a_100_mb_binary_file_is_refused_from_its_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 100 MB of NUL bytes (a sparse file: made in no time, taking no disk), under the size
+    # limit: refused from its first 4 KiB, never read whole and never handed to pandas
+    import pandas as pd
+
+    big = tmp_path / "big.csv"
+    with big.open("wb") as fh:
+        fh.truncate(100 * 10**6)
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the 100 MB file was read whole")
+
+    monkeypatch.setattr(Path, "read_bytes", whole)
+    monkeypatch.setattr(pd, "read_csv", whole)
+    for argv in [["data", "show", f"csv:{big}"], *_commands(f"csv:{big}", tmp_path).values()]:
+        assert main(argv) == 2, argv
+        line = _one_error(capsys)
+        assert "this is a binary file" in line and RUN_OPENED not in line, line
+    assert not (tmp_path / "bt").exists() and not (tmp_path / "p.db").exists()
+
+
+@pytest.mark.usefixtures("run_open_fails")
+def test_a_cached_parquet_file_with_the_wrong_schema_is_refused(
+    cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the one Parquet file a source reads: the yfinance cache, here with other columns
+    import pandas as pd
+
+    from market_metarl.data.yahoo import cache_path
+
+    cached = cache_path("SPY")
+    cached.parent.mkdir(parents=True)
+    pd.DataFrame({"x": [1.0, 2.0], "when": ["a", "b"]}).to_parquet(cached)
+    source = "yfinance:SPY?offline=1"
+    for argv in [["data", "show", source], *_commands(source, tmp_path).values()]:
+        assert main(argv) == 2, argv
+        line = _one_error(capsys)
+        assert "missing column(s) open, high, low, close (found x, when)" in line, line
+        assert RUN_OPENED not in line
+    assert not (tmp_path / "bt").exists() and not (tmp_path / "p.db").exists()
+
+
 class Evil:
     """Unpickling this opens (creates) a file: what a hostile checkpoint would do."""
 
