@@ -199,8 +199,10 @@ class AlpacaFeed(Feed):
         clock: Callable[[], pd.Timestamp] = utc_now,
         client: object | None = None,
     ) -> None:
-        """Read ``spec`` on the exchange ``calendar``; ``clock`` is now (UTC); ``client`` a data
-        client (default: :func:`~market_metarl.live.alpaca_client.open_data_client`, on first use).
+        """Read ``spec`` on the exchange ``calendar``; ``clock`` gives now (UTC).
+
+        ``client`` is a data client (default: the one of
+        :func:`~market_metarl.live.alpaca_client.open_data_client`, opened on first use).
 
         Raises:
             DataError: ``spec`` is not ``alpaca:SYMBOL`` or ``alpaca:SYMBOL?feed=iex|sip``.

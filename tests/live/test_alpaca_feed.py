@@ -74,7 +74,7 @@ def test_a_missing_bar_is_stale_and_a_bad_bar_is_refused(fake_alpaca: Any) -> No
     now = utc("2019-03-29", "20:00")
     with pytest.raises(StaleDataError, match="last bar is 2019-03-28"):
         AlpacaFeed("alpaca:SPY", clock=lambda: now).bars(dt.date(2019, 3, 29), now)
-    day, o, h, low, c, v = fake_alpaca.daily["SPY"][5]
+    day, o, _, low, c, v = fake_alpaca.daily["SPY"][5]
     fake_alpaca.daily["SPY"][5] = (day, o, low * 0.9, low, c, v)  # high below low
     with pytest.raises(DataError, match=f"alpaca:SPY.*{day}"):
         AlpacaFeed("alpaca:SPY", clock=lambda: now).history()
