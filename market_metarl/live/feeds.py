@@ -191,6 +191,8 @@ class AlpacaFeed(Feed):
     """
 
     live = True
+    clock: Callable[[], pd.Timestamp]
+    """Now (UTC): bars of sessions that close later are dropped (the live loop sets its own)."""
 
     def __init__(
         self,
@@ -215,12 +217,12 @@ class AlpacaFeed(Feed):
             )
         self.spec, self.symbol, self._source = spec.strip(), match.group(1), match.group(2)
         self.calendar = get_calendar(calendar)
-        self._clock, self._client = clock, client
+        self.clock, self._client = clock, client
         self._cached: tuple[pd.Timestamp, pd.DataFrame] | None = None
 
     def history(self) -> pd.DataFrame:
         """Every closed session's bar since :data:`ALPACA_HISTORY_START`, validated."""
-        now = self._clock()
+        now = self.clock()
         if self._cached is not None and now - self._cached[0] < ALPACA_REFRESH:
             return self._cached[1]
         frame = self._fetch(now)
