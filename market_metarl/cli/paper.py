@@ -61,6 +61,9 @@ def register(sub: SubParsers) -> None:
                 help="run for real: wait for each session's close (exchange calendar), step, "
                 "submit before the next open, catch up after a restart (live feeds only)",
             )
+            p.add_argument(
+                "--once", action="store_true", help="with --live: step the due sessions and exit"
+            )
         if name == "init":
             p.add_argument("--cash", type=finite_float, help="initial cash (default: [paper] cash)")
             p.add_argument("--adapt-days", type=int, help="K (default: the run's adapt_days)")
@@ -196,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
             on_start=on_start,
             on_step=lambda r: _print_step(args, r),
             live=args.live,
+            once=args.once,
         )
     how, last = ("stopped by signal" if done.stopped else "done"), done.last_step
     _say(

@@ -90,7 +90,7 @@ def open_clients(paper: bool, url: str | None, timeout: float = TIMEOUT) -> Clie
         client._session = TimeoutSession()
         wait = retry_wait()
         if wait is not None:
-            client._retry_wait = wait
+            client._retry_wait = wait  # type: ignore[assignment]  # alpaca-py sleeps on it
         return client
 
     read, orders = make(), make()
@@ -154,7 +154,7 @@ def open_data_client(spec: str, timeout: float = TIMEOUT) -> Any:
     client._session = TimeoutSession()
     wait = retry_wait()
     if wait is not None:
-        client._retry_wait = wait
+        client._retry_wait = wait  # type: ignore[assignment]  # alpaca-py sleeps on it
     return client
 
 

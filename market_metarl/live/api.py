@@ -112,10 +112,9 @@ def run_account(
     on_step: Callable[[StepResult], None] | None = None,
     live: bool = False,
     clock: Clock | None = None,
+    once: bool = False,
 ) -> RunSummary:
     """Step the account once per trading day until done (replay) or ``stop`` is set.
-
-    ``live`` (``paper run --live``) runs :mod:`market_metarl.live.schedule`'s loop on a live feed.
 
     Args:
         db: The ledger file.
@@ -128,6 +127,7 @@ def run_account(
         on_start: Called once the account is open, before the first step.
         on_step: Called with every step's result.
         live: Require a live feed and run the scheduled loop.
+        once: With ``live``: step the due sessions, then return (for cron).
         clock: What the live loop reads the time from and sleeps with (default: the system's).
 
     Raises:
@@ -139,21 +139,18 @@ def run_account(
     from market_metarl.live.loop import run_loop
     from market_metarl.live.schedule import WallClock, run_live
 
-    _check_run(every, live, start)
+    _check_run(every, live, start, once)
     stop = stop or threading.Event()
     with PaperSession.open(db, run_path, feed_spec) as session:
         if live and not session.feed.live:
-            raise ConfigError(
-                f"--live needs a live feed (yfinance:SYMBOL or alpaca:SYMBOL) but "
-                f"{session.feed.spec} is replayed; drop --live to replay it, or give --feed"
-            )
+            raise ConfigError(_NOT_LIVE.format(spec=session.feed.spec))
         if on_start is not None:
             start_at = RunStart(
                 Path(db), session.account.symbol, session.feed.spec, session.ledger.last_step()
             )
             on_start(start_at)
         if live:
-            taken = run_live(session, clock or WallClock(), stop, on_step, until, every)
+            taken = run_live(session, clock or WallClock(), stop, on_step, until, every, once)
         else:
             taken = run_loop(
                 session, until=until, start=start, every=every, stop=stop, on_step=on_step
@@ -161,8 +158,16 @@ def run_account(
         return RunSummary(stop.is_set(), taken, session.ledger.last_step())
 
 
-def _check_run(every: float | None, live: bool, start: dt.date | None) -> None:
-    """Refuse a negative ``every``, and ``start`` with ``live``."""
+_NOT_LIVE = (
+    "--live needs a live feed (yfinance:SYMBOL or alpaca:SYMBOL) but {spec} is replayed; "
+    "drop --live to replay it, or give --feed"
+)
+
+
+def _check_run(every: float | None, live: bool, start: dt.date | None, once: bool) -> None:
+    """Refuse a negative ``every``, ``start`` with ``live``, ``once`` without it."""
+    if once and not live:
+        raise ConfigError("--once goes with --live (step the due sessions, then exit)")
     if every is not None and every < 0:
         raise ConfigError(f"--every must be >= 0 seconds, got {every}")
     if live and start is not None:

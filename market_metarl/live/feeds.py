@@ -22,6 +22,7 @@ import datetime as dt
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -199,7 +200,7 @@ class AlpacaFeed(Feed):
         spec: str,
         calendar: str = "XNYS",
         clock: Callable[[], pd.Timestamp] = utc_now,
-        client: object | None = None,
+        client: Any = None,
     ) -> None:
         """Read ``spec`` on the exchange ``calendar``; ``clock`` gives now (UTC).
 
@@ -226,7 +227,7 @@ class AlpacaFeed(Feed):
         if self._cached is not None and now - self._cached[0] < ALPACA_REFRESH:
             return self._cached[1]
         frame = self._fetch(now)
-        days = frame.index.tz_convert("UTC").tz_localize(None).normalize()
+        days = pd.DatetimeIndex(frame.index).tz_convert("UTC").tz_localize(None).normalize()
         today = now.tz_convert("America/New_York").tz_localize(None).normalize()
         # only today's session can still be open; a bar on a closed day is kept for
         # require_sessions to refuse, with its message
@@ -256,7 +257,7 @@ class AlpacaFeed(Feed):
             adjustment=Adjustment.ALL,
             feed=DataFeed(self._source) if self._source else None,
         )
-        got = self._client.get_stock_bars(request)  # type: ignore[attr-defined]
+        got = self._client.get_stock_bars(request)
         rows = got.data.get(self.symbol, [])
         if not rows:
             raise DataError(

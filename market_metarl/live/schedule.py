@@ -117,6 +117,7 @@ def run_live(
     on_step: Callable[[StepResult], None] | None = None,
     until: dt.date | None = None,
     every: float | None = None,
+    once: bool = False,
 ) -> int:
     """Step each due session, then sleep until the next; returns the number of steps taken.
 
@@ -127,6 +128,7 @@ def run_live(
         on_step: Called with every step's result (``waiting`` ones too).
         until: Return once the ledger has stepped this day.
         every: Seconds between wakes instead of the calendar's (and between retries).
+        once: Return after stepping the due sessions (for cron), without sleeping.
     """
     if isinstance(session.feed, AlpacaFeed):
         session.feed.clock = clock.now  # the feed drops bars of sessions open at the loop's now
@@ -147,7 +149,7 @@ def run_live(
             if result.status == "waiting":  # stale data, or the broker refuses orders now
                 break
         last = session.ledger.last_step()
-        if stop.is_set() or (until is not None and last is not None and last >= until):
+        if once or stop.is_set() or (until is not None and last is not None and last >= until):
             break
         if every is not None:
             wait = every

@@ -26,9 +26,9 @@ FIRST, LAST = "2019-01-02", "2019-03-29"
 def serve(fake: Any, first: str = FIRST, last: str = LAST) -> pd.DataFrame:
     """Serve the bundled SPY bars from ``first`` to ``last`` as Alpaca's daily bars."""
     bars = load_bars("bundled:SPY").loc[first:last]
+    columns = [bars[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close", "volume")]
     fake.daily["SPY"] = [
-        (d.date(), *(float(r[c]) for c in ("open", "high", "low", "close", "volume")))
-        for d, r in bars.iterrows()
+        (d.date(), *(float(col[i]) for col in columns)) for i, d in enumerate(bars.index)
     ]
     return bars
 

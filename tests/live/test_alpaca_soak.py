@@ -26,7 +26,10 @@ SESSIONS, KILLS, SEED, ERROR_RATE = 21, 10, 2024, 0.05
 
 def opens(symbols: list[str], days: list[str]) -> dict[str, dict[str, float]]:
     bars = {s: load_bars(f"bundled:{s}") for s in symbols}
-    return {d: {s: float(bars[s].loc[d, "open"]) for s in symbols} for d in days}
+    return {
+        d: {s: float(bars[s]["open"].to_numpy()[bars[s].index.get_loc(d)]) for s in symbols}
+        for d in days
+    }
 
 
 def test_a_month_of_kills_and_broker_errors_sends_no_order_twice_and_reconciles(

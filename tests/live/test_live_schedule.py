@@ -37,10 +37,11 @@ class FakeClock:
         return self.t
 
     def advance_to(self, when: pd.Timestamp) -> None:
-        for day, price in self.opens.items():
-            opening = pd.Timestamp(at(day.date().isoformat(), "09:30")).tz_convert("UTC")
+        for day, price in zip(self.opens.index, self.opens.to_numpy(), strict=True):
+            iso = day.date().isoformat()
+            opening = pd.Timestamp(at(iso, "09:30")).tz_convert("UTC")
             if self.t < opening <= when:
-                self.fake.open_day(day.date().isoformat(), {"SPY": float(price)})
+                self.fake.open_day(iso, {"SPY": float(price)})
         self.t = when
         self.fake.now = when.tz_convert(ET).to_pydatetime()
 
@@ -85,6 +86,9 @@ def test_the_live_loop_waits_for_each_close_skips_holidays_and_catches_up_after_
     # down on Wednesday; restarted Thursday 10:00 ET: Wed 20 is caught up after 19:00
     clock.advance_to(pd.Timestamp(at("2019-02-21", "10:00")).tz_convert("UTC"))
     clock.wakes, seen[:] = [], []
+    once = run_account(db, live=True, clock=clock, on_step=on_step, once=True)  # cron, 10:00 ET
+    assert (once.steps, seen, clock.wakes) == (0, [(None, "waiting")], [])
+    seen[:] = []
     done = run_account(
         db, live=True, clock=clock, stop=threading.Event(), on_step=on_step,
         until=dt.date(2019, 2, 22),
@@ -127,7 +131,7 @@ def test_the_live_loop_waits_for_each_close_skips_holidays_and_catches_up_after_
     }  # fmt: skip
 
 
-def test_live_needs_a_live_feed_and_no_start(
+def test_live_needs_a_live_feed_no_start_and_once_needs_live(
     maml_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "replay.db"
@@ -137,5 +141,7 @@ def test_live_needs_a_live_feed_and_no_start(
     assert len(err.strip().splitlines()) == 1
     code, _, err = cli(capsys, "paper", "run", "--db", str(db), "--live", "--start", "2019-01-02")
     assert code == 2 and "--start does not apply to --live" in err
+    code, _, err = cli(capsys, "paper", "run", "--db", str(db), "--once")
+    assert code == 2 and err.startswith("error: --once goes with --live")
     with Ledger.open(db) as ledger:
         assert ledger.last_step() is None
