@@ -1,10 +1,13 @@
 """``paper run --live``: the scheduled loop, driven by a fake clock through a long weekend (Presidents'
-Day 2019), a restart that missed a session, Alpaca's opening-order window and a Ctrl-C; the
+Day 2019), a restart that missed a session, Alpaca's opening-order window and Ctrl-C; the
 account trades on the fake Alpaca server with bars from its data API (``alpaca:SPY``)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -143,5 +146,33 @@ def test_live_needs_a_live_feed_no_start_and_once_needs_live(
     assert code == 2 and "--start does not apply to --live" in err
     code, _, err = cli(capsys, "paper", "run", "--db", str(db), "--once")
     assert code == 2 and err.startswith("error: --once goes with --live")
+    with Ledger.open(db) as ledger:
+        assert ledger.last_step() is None
+
+
+def test_ctrl_c_stops_the_waiting_live_loop_cleanly(
+    fake_alpaca: Any, maml_run: Path, tmp_path: Path
+) -> None:
+    """The real clock is years after the fake's bars: the loop waits for a bar; SIGINT ends it."""
+    serve(fake_alpaca, first="2018-10-01", last="2019-03-29")
+    db = tmp_path / "live.db"
+    fake_alpaca.now = at("2019-03-29", "19:30")
+    init_account(db, maml_run, "alpaca:SPY", broker=BrokerChoice("alpaca"))
+    argv = [sys.executable, "-m", "market_metarl", "paper", "run", "--live", "--db", str(db)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().startswith(f"paper run: {db}")
+        waiting = proc.stdout.readline()
+        assert "waiting" in waiting and "stale" in waiting, waiting
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert (
+        out.strip().splitlines()[-1] == "paper run: stopped by signal after 0 step(s); last step -"
+    )
     with Ledger.open(db) as ledger:
         assert ledger.last_step() is None
