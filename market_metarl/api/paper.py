@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,12 +38,13 @@ class PaperAccount:
         cls,
         db: str | Path,
         run: TrainedRun | str | Path,
-        feed: str,
+        feed: str | Sequence[str],
         *,
         cash: float | None = None,
         adapt_days: int | None = None,
         every: int | None = None,
         settings: dict[str, Any] | None = None,
+        allocation: str | None = None,
     ) -> PaperAccount:
         """Create the ledger of a new account trading ``feed`` with the run's adapted policy.
 
@@ -53,11 +55,14 @@ class PaperAccount:
             db: The ledger file to create (it must not exist; its folder must).
             run: The trained run or its directory.
             feed: The bars' source: ``yfinance:SPY`` live, or ``bundled:SPY``/``csv:FILE``
-                replayed one day at a time.
+                replayed one day at a time; several (a list, or one string with commas) make a
+                multi-asset account: each symbol adapted on its own, one book.
             cash: Initial cash (default: ``[paper] cash``).
             adapt_days: K (default: ``[paper] adapt_days``, else the run's).
             every: R, days between adaptations (default: ``[paper] every``, else 20).
             settings: Other ``[paper]`` keys (guardrails...) over the run's.
+            allocation: A multi-asset account's capital split: ``equal`` or ``inverse_vol``
+                (default: ``[paper] allocation``).
 
         Raises:
             RunError: Unknown or unfinished run, or the ledger exists already.
@@ -69,7 +74,14 @@ class PaperAccount:
 
         path = run.path if isinstance(run, TrainedRun) else Path(run)
         init_account(
-            db, path, feed, cash=cash, adapt_days=adapt_days, every=every, settings=settings
+            db,
+            path,
+            feed,
+            cash=cash,
+            adapt_days=adapt_days,
+            every=every,
+            settings=settings,
+            allocation=allocation,
         )
         return cls(Path(db))
 

@@ -47,7 +47,12 @@ def register(sub: SubParsers) -> None:
         if name in ("init", "step", "run"):
             need = name == "init"
             p.add_argument("--run", required=need, help="trained run directory, e.g. runs/NAME")
-            p.add_argument("--feed", required=need, help="yfinance:SPY, or bundled:SPY (replay)")
+            p.add_argument(
+                "--feed",
+                required=need,
+                help="yfinance:SPY, or bundled:SPY (replay); several, comma-separated "
+                "(bundled:SPY,bundled:QQQ,...), make a multi-asset account",
+            )
         if name in ("step", "run"):
             p.add_argument("--asof", help="as-of trading day YYYY-MM-DD (run: the last one)")
         if name == "run":
@@ -68,6 +73,13 @@ def register(sub: SubParsers) -> None:
             p.add_argument("--cash", type=finite_float, help="initial cash (default: [paper] cash)")
             p.add_argument("--adapt-days", type=int, help="K (default: the run's adapt_days)")
             p.add_argument("--adapt-every", type=int, help="R (default: [paper] every, 20)")
+            p.add_argument(
+                "--allocation",
+                choices=("equal", "inverse_vol"),
+                help="capital split of a multi-asset account (several --feed sources, comma-"
+                "separated): equal, or inverse_vol (trailing [paper] vol_window sessions; "
+                "default: [paper] allocation, equal)",
+            )
             _broker_options(p)
         if name == "migrate":
             p.add_argument("--no-backup", action="store_true", help="skip the <db>.v<N>.bak copy")
@@ -143,6 +155,7 @@ def _init(args: argparse.Namespace) -> int:
         adapt_days=args.adapt_days,
         every=args.adapt_every,
         broker=broker,
+        allocation=args.allocation,
     )
     _say(
         args,

@@ -11,6 +11,10 @@ MACD signals, a change-point score) live in :mod:`market_metarl.data.trend`; the
 default. Their warm-ups: ``nret_h`` ``max(h, 60)`` rows, every ``macd_S_L`` 313 rows,
 ``cp_score``/``cp_loc`` ``changepoint`` rows. :attr:`FeatureSpec.warmup` is the longest of all,
 and a config whose ``data.warmup_days`` is shorter than it plus the window is refused when read.
+
+The cross-asset context columns (``[features] context``, off by default) are computed from other
+assets' bars in :mod:`market_metarl.data.context`; ``FeatureSpec`` carries their settings so every
+path that builds observations (training, gym envs, backtests, paper trading) adds them alike.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from market_metarl.data.context import (
+    DEFAULT_CONTEXT_LOOKBACK,
+    check_lookback,
+    context_names,
+    context_sources,
+    context_warmup,
+)
 from market_metarl.data.trend import (
     CP_MIN_LOOKBACK,
     MACD_WARMUP,
@@ -50,6 +61,13 @@ class FeatureSpec:
             rows whatever the pair.
         changepoint: Lookback days of ``cp_score`` and ``cp_loc``, a CUSUM change-point test of
             daily returns (0 disables it, else >= 10); warm-up ``changepoint`` rows.
+        context: Cross-asset context (:mod:`~market_metarl.data.context`): the assets whose
+            recent returns every feature row also carries (read as of each day, bars ``<= t``),
+            as symbols or source specs, or a preset name (``"macro"``); resolved to source specs
+            when the spec is built (bare symbols as ``bundled:``; an experiment resolves them with
+            ``[data] source`` first). ``[]`` (the default) adds nothing.
+        context_lookback: Days of the long volatility in ``ctx_C_volratio`` (>= 42); the context
+            warm-up is ``max(60, context_lookback)`` bars.
     """
 
     vol_window: int = 20
@@ -60,9 +78,17 @@ class FeatureSpec:
     norm_return_horizons: tuple[int, ...] = ()
     macd_pairs: tuple[tuple[int, int], ...] = ()
     changepoint: int = 0
+    context: tuple[str, ...] | str = ()
+    context_lookback: int = DEFAULT_CONTEXT_LOOKBACK
 
     def __post_init__(self) -> None:
-        """Reject settings that would give no or negative windows, naming the ``features.`` field."""
+        """Reject settings that would give no or negative windows, naming the ``features.`` field.
+
+        Also resolves ``context`` to a tuple of source specs (a preset's, see
+        :data:`~market_metarl.data.context.CONTEXT_PRESETS`).
+        """
+        object.__setattr__(self, "context", context_sources(self.context))
+        check_lookback(self.context_lookback)
         if self.vol_window == 1 or self.vol_window < 0:
             raise ConfigError(
                 f"features.vol_window must be >= 2 (or 0 to disable), got {self.vol_window}"
@@ -108,10 +134,22 @@ class FeatureSpec:
         spans += [nret_warmup(h) for h in self.norm_return_horizons]
         spans += [MACD_WARMUP] if self.macd_pairs else []
         spans.append(self.changepoint)
+        spans += [context_warmup(self.context_lookback)] if self.context else []
         return max(spans)
 
+    @property
+    def checks_warmup(self) -> bool:
+        """Whether ``data.warmup_days`` must cover :attr:`warmup` (a trend feature or context on)."""
+        return bool(
+            self.norm_return_horizons or self.macd_pairs or self.changepoint or self.context
+        )
+
     def names(self) -> list[str]:
-        """Column names :func:`compute_features` returns, in order (``log_ret`` first).
+        """Column names of a feature row, in order (``log_ret`` first).
+
+        Those :func:`compute_features` returns, then the cross-asset context columns
+        (:func:`~market_metarl.data.context.context_names`) that
+        :class:`~market_metarl.envs.market.TaskMarket` appends when ``context`` is set.
 
         ``vol`` is always a column: with ``vol_window = 0`` it is all NaN (zeros in the
         observation tensors), kept so the observation layout of runs trained that way stays
@@ -127,7 +165,13 @@ class FeatureSpec:
         cols += [f"nret_{h}" for h in self.norm_return_horizons]
         cols += [f"macd_{s}_{long}" for s, long in self.macd_pairs]
         cols += ["cp_score", "cp_loc"] if self.changepoint else []
-        return cols
+        return cols + (context_names(self.context) if self.context else [])
+
+    @property
+    def context_specs(self) -> tuple[str, ...]:
+        """The context assets' source specs (``()`` without context)."""
+        assert isinstance(self.context, tuple)  # resolved in __post_init__
+        return self.context
 
 
 def compute_features(

@@ -245,13 +245,13 @@ def check_warmup_days(data: DataSection, features: FeatureSpec, window: int) -> 
 
     A task's first observation reads ``window`` days of features, each defined only after
     ``features.warmup`` bars; with fewer bars before a task the env would silently read zeros
-    where the features are still undefined. Checked with a trend feature on (up to 313 bars); the
-    classic features keep the behaviour older runs were trained with (missing rows read as 0).
+    where the features are still undefined. Checked with a trend feature or context on (up to 313
+    bars); the classic features keep the behaviour older runs were trained with (rows read as 0).
 
     Raises:
         ConfigError: Naming both numbers and the value to set.
     """
-    if not (features.norm_return_horizons or features.macd_pairs or features.changepoint):
+    if not features.checks_warmup:
         return
     need = features.warmup + window - 1
     if data.warmup_days < need:

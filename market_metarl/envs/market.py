@@ -98,7 +98,8 @@ class TaskMarket:
 
         Args:
             bars: Bars; several frames are inner-joined on their dates.
-            features: Which causal features to compute.
+            features: Which causal features to compute (context columns, when on, read the
+                context sources with ``load_bars``).
             window: Observation window; with ``start`` None the first tradable day is the first
                 row whose whole window has every feature defined.
             start: First tradable day (default: see ``window``).
@@ -118,6 +119,8 @@ class TaskMarket:
             axis=1,
         )
         feats = np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0)
+        if features.context:
+            feats = _with_context(feats, pd.DatetimeIndex(index), features)
         first, last = _tradable_rows(index, ", ".join(clean), features, window, start, end)
         return cls(
             symbols=tuple(clean),
@@ -173,6 +176,19 @@ class TaskMarket:
             frames[task.symbol] = slice_with_warmup(bars, task.start, task.end, warmup, task.name)
         # load_bars validated the whole series; its slices need no second pass
         return cls.from_bars(frames, features, window, start=t0.start, end=t0.end, validate=False)
+
+
+def _with_context(feats: np.ndarray, index: pd.DatetimeIndex, features: FeatureSpec) -> np.ndarray:
+    """``feats (T, N, F)`` with the cross-asset context columns ``(T, C)`` appended to every asset.
+
+    The context of date ``t`` reads the context assets' bars dated ``<= t`` only
+    (:mod:`market_metarl.data.context`).
+    """
+    from market_metarl.data.context import load_context
+
+    ctx = load_context(index, features.context_specs, features.context_lookback)
+    wide = np.broadcast_to(ctx[:, None, :], (len(index), feats.shape[1], ctx.shape[1]))
+    return np.concatenate([feats, wide], axis=2)
 
 
 def _aligned_frames(

@@ -2,7 +2,8 @@
 
 ``init_account`` validates everything (run, feed, settings) before it creates the ledger, so bad
 input leaves no file behind. ``PaperSession.open`` checks that the ledger belongs to the run it is
-given (digest of the run's config and checkpoints) and that the feed trades the account's symbol.
+given (digest of the run's config and checkpoints) and that the feeds trade the account's symbols
+(one, or several in order for a multi-asset account).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import datetime as dt
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from market_metarl.live.alpaca_schema import BROKER_KINDS, broker_kind
 from market_metarl.live.broker import Broker, PaperBroker
 from market_metarl.live.feeds import Feed, open_feed
 from market_metarl.live.ledger import Account, Ledger
+from market_metarl.live.portfolio_schema import account_symbols, join_specs, split_specs
 from market_metarl.live.settings import PaperConfig, paper_config
 from market_metarl.meta.contracts import Agent
 from market_metarl.meta.run import TrainedRun
@@ -41,7 +44,7 @@ def run_digest(run: TrainedRun) -> str:
 def init_account(
     db: str | Path,
     run_path: str | Path,
-    feed_spec: str,
+    feed_spec: str | Sequence[str],
     *,
     cash: float | None = None,
     adapt_days: int | None = None,
@@ -49,19 +52,23 @@ def init_account(
     now: dt.datetime | None = None,
     settings: dict[str, Any] | None = None,
     broker: BrokerChoice | None = None,
+    allocation: str | None = None,
 ) -> Account:
     """Create the ledger of a new paper account trading ``feed_spec`` with the run's policy.
 
     Args:
         db: Ledger file to create (must not exist).
         run_path: Trained run directory.
-        feed_spec: Source of the bars (``yfinance:SPY``, or ``bundled:SPY``/``csv:FILE`` replayed).
+        feed_spec: Source of the bars (``yfinance:SPY``, or ``bundled:SPY``/``csv:FILE`` replayed);
+            several (a list, or comma-separated) make a multi-asset account, one symbol each.
         cash: Initial cash (default: ``[paper] cash``).
         adapt_days: K (default: ``[paper] adapt_days``, else the run's ``train.adapt_days``).
         every: R (default: ``[paper] every``, else 20 like ``backtest --every``).
         now: Creation time (default: now, UTC).
         settings: ``[paper]`` keys that override the run's (strict, like the table).
         broker: The broker to trade through (default: the simulated paper broker).
+        allocation: A multi-asset account's capital split, ``equal`` or ``inverse_vol``
+            (default: ``[paper] allocation``; :mod:`market_metarl.meta.allocation`).
 
     Raises:
         RunError: Unknown or unfinished run, or the ledger exists already.
@@ -72,11 +79,10 @@ def init_account(
     db_path = _new_ledger_path(db)
     choice = broker or BrokerChoice()
     choice.check(cash)
-    given = {"cash": cash, "adapt_days": adapt_days, "every": every}
+    given = {"cash": cash, "adapt_days": adapt_days, "every": every, "allocation": allocation}
     overrides = {**(settings or {}), **{k: v for k, v in given.items() if v is not None}}
     paper_config({"paper": overrides})
-    feed = open_feed(feed_spec)
-    feed.history()
+    symbol, spec = _read_feeds(feed_spec)
     run = TrainedRun.open(run_path)
     digest = run_digest(run)
     run.agent("adapted"), run.agent("pooled")  # fail now, not at the first step
@@ -84,10 +90,10 @@ def init_account(
     if choice.kind == "alpaca":  # the account's cash is the Alpaca account's
         from market_metarl.live.alpaca import alpaca_setup
 
-        overrides["cash"], setup = alpaca_setup(not choice.live, choice.url, feed.symbol)
+        overrides["cash"], setup = alpaca_setup(not choice.live, choice.url, symbol)
     cfg = paper_config({"paper": {**run.section("paper"), **overrides}}).resolved(run.adapt_days)
     created = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-    account = _new_account(run, Path(run_path), digest, (feed.symbol, feed_spec), cfg, created)
+    account = _new_account(run, Path(run_path), digest, (symbol, spec), cfg, created)
 
     def write(conn: sqlite3.Connection) -> None:
         if setup is not None:
@@ -173,6 +179,37 @@ def open_broker(ledger: Ledger, costs: CostModel) -> Broker:
     return PaperBroker(ledger, costs)
 
 
+def open_feeds(feed_spec: str | Sequence[str]) -> list[Feed]:
+    """The feeds of a spec (``bundled:SPY``), a comma list of specs, or a list of specs.
+
+    Raises:
+        DataError: No feed, two feeds of one symbol, or feeds of different calendars.
+    """
+    specs = split_specs(feed_spec) if isinstance(feed_spec, str) else list(feed_spec)
+    if not specs:
+        raise DataError(f"--feed names no source ({feed_spec!r}); e.g. bundled:SPY,bundled:QQQ")
+    feeds = [open_feed(spec) for spec in specs]
+    symbols = [f.symbol for f in feeds]
+    twice = sorted({s for s in symbols if symbols.count(s) > 1})
+    if twice:
+        raise DataError(f"--feed lists {', '.join(twice)} twice; give each symbol once")
+    calendars = {f.calendar.name for f in feeds}
+    if len(calendars) > 1:
+        raise DataError(
+            f"--feed mixes exchange calendars ({', '.join(sorted(calendars))}); a multi-asset "
+            "account steps its symbols on one calendar"
+        )
+    return feeds
+
+
+def _read_feeds(feed_spec: str | Sequence[str]) -> tuple[str, str]:
+    """Open and read every feed (bad data fails here); the symbols and specs, comma-joined."""
+    feeds = open_feeds(feed_spec)
+    for feed in feeds:
+        feed.history()
+    return join_specs([f.symbol for f in feeds]), join_specs([f.spec for f in feeds])
+
+
 def _new_ledger_path(db: str | Path) -> Path:
     """``db``, checked to be a path a new ledger can be created at."""
     db_path = Path(db)
@@ -196,6 +233,15 @@ class PaperSession:
     costs: CostModel
     config: PaperConfig
     broker: Broker
+    feeds: tuple[Feed, ...] = ()
+    blocks: dict[str, Any] = field(default_factory=dict)
+    """A multi-asset account's adapted agents by symbol, kept between the steps of this session
+    (:class:`~market_metarl.live.sleeves.BlockState`)."""
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols the account trades, in order (one for a one-symbol account)."""
+        return tuple(f.symbol for f in self.feeds) or (self.feed.symbol,)
 
     @classmethod
     def open(
@@ -216,10 +262,16 @@ class PaperSession:
                     f"ledger {db} belongs to the run at {account.run_path} (digest "
                     f"{account.run_digest}), not to {run.path}; give that --run or a new --db"
                 )
-            feed = open_feed(feed_spec or account.feed)
-            if feed.symbol != account.symbol:
+            pairs = account_symbols(ledger.conn)
+            feeds = open_feeds(feed_spec or [f for _, f in pairs])
+            feed = feeds[0]
+            if [f.symbol for f in feeds] != [s for s, _ in pairs]:
+                spec, symbol = (
+                    join_specs([f.spec for f in feeds]),
+                    join_specs([f.symbol for f in feeds]),
+                )
                 raise DataError(
-                    f"feed {feed.spec} trades {feed.symbol} but ledger {db} trades "
+                    f"feed {spec} trades {symbol} but ledger {db} trades "
                     f"{account.symbol}; give a feed of {account.symbol}"
                 )
             config = PaperConfig.from_json(account.settings)
@@ -234,6 +286,7 @@ class PaperSession:
                 costs,
                 config,
                 open_broker(ledger, costs),
+                tuple(feeds),
             )
         except BaseException:
             ledger.close()

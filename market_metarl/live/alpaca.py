@@ -126,7 +126,9 @@ class AlpacaBroker(Broker):
             return
         held = self.ledger.positions()
         price = float(request.ref_price)
-        equity = self.ledger.cash() + held.get(request.symbol, 0.0) * price
+        equity = request.equity  # a multi-asset account's, every symbol marked
+        if equity is None:
+            equity = self.ledger.cash() + held.get(request.symbol, 0.0) * price
         wanted = request.target_weight * equity / price
         qty = math.trunc(wanted) - held.get(request.symbol, 0.0)  # OPG: whole shares only
         self.ledger.conn.execute(

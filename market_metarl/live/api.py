@@ -145,9 +145,8 @@ def run_account(
         if live and not session.feed.live:
             raise ConfigError(_NOT_LIVE.format(spec=session.feed.spec))
         if on_start is not None:
-            start_at = RunStart(
-                Path(db), session.account.symbol, session.feed.spec, session.ledger.last_step()
-            )
+            spec = ",".join(f.spec for f in session.feeds) or session.feed.spec
+            start_at = RunStart(Path(db), session.account.symbol, spec, session.ledger.last_step())
             on_start(start_at)
         if live:
             taken = run_live(session, clock or WallClock(), stop, on_step, until, every, once)

@@ -28,6 +28,7 @@ import pandas as pd
 from market_metarl.envs.costs import CostModel, inverse_adv, trailing_adv
 from market_metarl.envs.simulator import rebalance_and_mark
 from market_metarl.live.ledger import Book, Ledger
+from market_metarl.types import DataError
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class OrderRequest:
         decided: The decision day.
         ref_price: The decision day's close, where a broker that trades share quantities (Alpaca)
             turns the weight into shares; None where the broker needs none (the paper broker).
+        equity: The account's equity at that close, all symbols marked (a multi-asset account);
+            None: cash plus this symbol's position (all there is in a one-symbol account).
     """
 
     client_id: str
@@ -49,6 +52,7 @@ class OrderRequest:
     target_weight: float
     decided: dt.date
     ref_price: float | None = None
+    equity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,14 @@ class Broker(ABC):
     @abstractmethod
     def settle(self, bars: pd.DataFrame) -> list[Fill]:
         """Record the fills of pending orders up to the last bar of ``bars`` (one symbol's)."""
+
+    def settle_all(self, bars: Mapping[str, pd.DataFrame]) -> list[Fill]:
+        """Record the fills of a multi-asset account's pending orders (``bars``: by symbol).
+
+        By default :meth:`settle` with one symbol's bars: a broker whose fills come from its own
+        records (Alpaca) only reads the last date from them.
+        """
+        return self.settle(next(iter(bars.values())))
 
     @abstractmethod
     def submit(self, request: OrderRequest) -> Order:
@@ -281,4 +293,49 @@ class PaperBroker(Broker):
             self.ledger.record_fill(client_id, day, symbol, traded, price, cost)
             self.ledger.set_book(cash, shares, day)
             done.append(Fill(client_id, when.date(), symbol, traded, price, cost))
+        return done
+
+    def settle_all(self, bars: Mapping[str, pd.DataFrame]) -> list[Fill]:
+        """Fill a multi-asset account's pending orders: each decision day's orders together.
+
+        The orders decided on one day fill at the next open as ONE rebalance of the whole book
+        (:func:`rebalance` over every symbol of ``bars``: the account's equity at the open, one
+        cost, the targets applied to the equity after it), as the env simulator trades a
+        multi-asset book. The day's cost is split over its fills in proportion to their traded
+        notional. A day whose next open is not known for every symbol waits.
+        """
+        days: dict[str, list[tuple[str, str, float]]] = {}
+        for client_id, decided, symbol, weight in self.ledger.pending_orders():
+            days.setdefault(decided, []).append((client_id, symbol, weight))
+        done: list[Fill] = []
+        for decided, orders in sorted(days.items()):
+            rows = {s: next_bar(b, decided) for s, b in bars.items()}
+            if any(i is None for i in rows.values()):
+                continue
+            when = {pd.Timestamp(bars[s].index[i]) for s, i in rows.items() if i is not None}
+            if len(when) != 1:
+                raise DataError(
+                    f"the symbols' next sessions after {decided} differ: {sorted(when)}"
+                )
+            day = when.pop().date()
+            prices = {s: float(b["open"].to_numpy()[rows[s]]) for s, b in bars.items()}
+            held = self.positions()
+            cash, shares, cost = rebalance(
+                self.cash(),
+                held,
+                prices,
+                {s: w for _, s, w in orders},
+                self.costs,
+                {s: inverse_adv_at(b, decided, self.costs) for s, b in bars.items()},
+            )
+            traded = {s: shares[s] - held.get(s, 0.0) for _, s, _ in orders}
+            notional = {s: abs(q) * prices[s] for s, q in traded.items()}
+            total = sum(notional.values())
+            for client_id, symbol, _ in orders:
+                part = cost * notional[symbol] / total if total > 0 else 0.0
+                self.ledger.record_fill(
+                    client_id, day.isoformat(), symbol, traded[symbol], prices[symbol], part
+                )
+                done.append(Fill(client_id, day, symbol, traded[symbol], prices[symbol], part))
+            self.ledger.set_book(cash, shares, day.isoformat())
         return done

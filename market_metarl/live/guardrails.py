@@ -16,7 +16,9 @@ In order, each decision day:
 4. **Max daily turnover**: a change ``|w - held|`` above ``max_turnover`` is cut to it (event
    ``turnover_clip``).
 
-Every event is recorded in the ledger by the step.
+Every event is recorded in the ledger by the step. A multi-asset account
+(:func:`decide_account`) applies 1 and 2 to the whole account (its equity and its pooled shadow
+book's), 3 and 4 to each symbol, then caps the account's gross exposure and turnover as well.
 """
 
 from __future__ import annotations
@@ -128,3 +130,76 @@ def decide(
         events.append(GuardEvent("turnover_clip", {"target": target, "clipped": clipped}))
         target = clipped
     return GuardDecision(target, policy, False, fallback, tuple(events))
+
+
+@dataclass(frozen=True)
+class AccountDecision:
+    """What a multi-asset account sends after the guardrails.
+
+    Attributes:
+        targets: Final account weight per symbol, or None for no order (the kill switch holds).
+        policy: ``adapted``, ``pooled``, ``flat`` (kill switch) or ``halted``.
+        killed: The kill switch state after this day.
+        fallback: The fallback state after this day.
+        events: The guardrail events of the day (a per-symbol event names its ``symbol``).
+    """
+
+    targets: dict[str, float] | None
+    policy: str
+    killed: bool
+    fallback: bool
+    events: tuple[GuardEvent, ...] = field(default=())
+
+
+def decide_account(
+    cfg: PaperConfig,
+    killed: bool,
+    fallback: bool,
+    adapted: dict[str, float],
+    pooled: dict[str, float],
+    held: dict[str, float],
+    equity: Sequence[float],
+    shadow: Sequence[float],
+    peak: float,
+    mismatch: float = 0.0,
+) -> AccountDecision:
+    """The guardrails of a multi-asset account on one decision day.
+
+    The kill switch (drawdown of the account's equity, or the broker's book against the ledger's)
+    and the fallback (the account's return against its pooled shadow book's) act on the whole
+    account, as in :func:`decide`. Then, per symbol, ``|w_i|`` above ``max_gross`` and
+    ``|w_i - held_i|`` above ``max_turnover`` are cut (events ``gross_clip`` and
+    ``turnover_clip`` with the symbol); then on the account, a gross exposure ``sum |w_i|`` above
+    ``max_gross`` scales every weight down (``account_gross_clip``) and a turnover
+    ``sum |w_i - held_i|`` above ``max_turnover`` scales every change down
+    (``account_turnover_clip``). Weights are the account's (``a_i * s_i``), ``held`` at this close.
+
+    Returns:
+        An :class:`AccountDecision` (a halted or killed account: its ``targets`` None or all 0).
+    """
+    flat = {s: 0.0 for s in adapted}
+    whole = decide(cfg, killed, fallback, 0.0, 0.0, 0.0, equity, shadow, peak, mismatch)
+    if whole.target is None or whole.policy == "flat":  # halted, or the kill switch tripped
+        targets = None if whole.target is None else flat
+        return AccountDecision(targets, whole.policy, whole.killed, whole.fallback, whole.events)
+    events = list(whole.events)
+    policy, chosen = ("pooled", pooled) if whole.fallback else ("adapted", adapted)
+    targets = {}
+    for symbol, target in chosen.items():
+        # the account-wide checks were done above: fallback=True skips the lag test here
+        one = decide(cfg, False, True, target, target, held[symbol], equity, shadow, peak)
+        events += [GuardEvent(e.kind, {**e.detail, "symbol": symbol}) for e in one.events]
+        assert one.target is not None
+        targets[symbol] = one.target
+    gross = sum(abs(w) for w in targets.values())
+    if gross > cfg.max_gross:
+        scale = cfg.max_gross / gross
+        targets = {s: w * scale for s, w in targets.items()}
+        events.append(GuardEvent("account_gross_clip", {"gross": gross, "limit": cfg.max_gross}))
+    turnover = sum(abs(w - held[s]) for s, w in targets.items())
+    if turnover > cfg.max_turnover:
+        scale = cfg.max_turnover / turnover
+        targets = {s: held[s] + (w - held[s]) * scale for s, w in targets.items()}
+        detail = {"turnover": turnover, "limit": cfg.max_turnover}
+        events.append(GuardEvent("account_turnover_clip", detail))
+    return AccountDecision(targets, policy, False, whole.fallback, tuple(events))

@@ -27,6 +27,7 @@ from typing import Any
 
 from market_metarl.fileio import temporary_sibling
 from market_metarl.live.migrations import open_current
+from market_metarl.live.portfolio_schema import insert_account_symbols, split_specs
 from market_metarl.live.schema import (
     LEDGER_KIND,
     SCHEMA,
@@ -97,14 +98,7 @@ class Ledger:
                     f"VALUES (1, {', '.join('?' * len(row))})",
                     tuple(row.values()),
                 )
-                conn.execute(
-                    "INSERT INTO cash VALUES (1, ?, ?)", (account.initial_cash, account.created)
-                )
-                conn.executemany(
-                    "INSERT INTO shadow_books VALUES (?, ?, 0.0, NULL, NULL, NULL)",
-                    [(name, account.initial_cash) for name in SHADOW_BOOKS],
-                )
-                conn.execute("INSERT INTO guard_state VALUES (1, 0, 0, NULL)")
+                _seed_books(conn, account)
                 if setup is not None:
                     setup(conn)
             conn.close()
@@ -384,3 +378,15 @@ class Ledger:
             "UPDATE guard_state SET killed = ?, fallback = ?, updated = ? WHERE id = 1",
             (int(killed), int(fallback), day),
         )
+
+
+def _seed_books(conn: sqlite3.Connection, account: Account) -> None:
+    """A new account's books: its cash, shadow books, guard state and symbols."""
+    conn.execute("INSERT INTO cash VALUES (1, ?, ?)", (account.initial_cash, account.created))
+    conn.executemany(
+        "INSERT INTO shadow_books VALUES (?, ?, 0.0, NULL, NULL, NULL)",
+        [(name, account.initial_cash) for name in SHADOW_BOOKS],
+    )
+    conn.execute("INSERT INTO guard_state VALUES (1, 0, 0, NULL)")
+    pairs = zip(split_specs(account.symbol), split_specs(account.feed), strict=True)
+    insert_account_symbols(conn, list(pairs))

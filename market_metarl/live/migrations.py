@@ -28,6 +28,7 @@ from pathlib import Path
 
 from market_metarl.fileio import temporary_sibling
 from market_metarl.live.alpaca_schema import alpaca_tables
+from market_metarl.live.portfolio_schema import portfolio_tables
 from market_metarl.live.schema import (
     SCHEMA_VERSION,
     connect,
@@ -67,6 +68,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         _v2_history_and_indexes,
     ),
     (3, "broker tables: broker_account, alpaca_orders, reconciliations", alpaca_tables),
+    (
+        4,
+        "multi-asset tables: account_symbols (the old account's symbol), step_symbols, "
+        "shadow_positions",
+        portfolio_tables,
+    ),
 )
 """Every migration, in version order (the last one's ``to_version`` is ``SCHEMA_VERSION``)."""
 

@@ -17,7 +17,10 @@ The tables (their columns are in :data:`SCHEMA`):
 - ``guardrail_events``, ``guard_state``: every guardrail event, and the kill/fallback flags;
 - ``schema_history``: when the ledger was created and each schema migration applied to it;
 - ``broker_account``, ``alpaca_orders``, ``reconciliations``: an account on a real broker
-  (:mod:`market_metarl.live.alpaca_schema`; no ``broker_account`` row: the simulated broker).
+  (:mod:`market_metarl.live.alpaca_schema`; no ``broker_account`` row: the simulated broker);
+- ``account_symbols``, ``step_symbols``, ``shadow_positions``: the symbols of the account, and a
+  multi-asset account's per-symbol decisions and shadow positions
+  (:mod:`market_metarl.live.portfolio_schema`).
 
 The file's schema version is ``PRAGMA user_version`` (also written to ``meta.schema_version``, which
 is where version 1 kept it). To change the schema: edit :data:`SCHEMA` (what a new ledger gets),
@@ -34,9 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from market_metarl.live.alpaca_schema import ALPACA_TABLES
+from market_metarl.live.portfolio_schema import PORTFOLIO_TABLES
 from market_metarl.types import RunError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 LEDGER_KIND = "market_metarl.paper-ledger"
 
 SCHEMA: tuple[str, ...] = (
@@ -129,6 +133,7 @@ SCHEMA: tuple[str, ...] = (
     "CREATE INDEX orders_by_status ON orders (status, date, symbol)",
     "CREATE INDEX fills_by_date ON fills (date, symbol)",
     *ALPACA_TABLES,
+    *PORTFOLIO_TABLES,
 )
 TABLES: tuple[str, ...] = (
     "meta",
@@ -148,6 +153,9 @@ TABLES: tuple[str, ...] = (
     "broker_account",
     "alpaca_orders",
     "reconciliations",
+    "account_symbols",
+    "step_symbols",
+    "shadow_positions",
 )
 SHADOW_BOOKS: tuple[str, ...] = ("pooled", "buy_and_hold")
 

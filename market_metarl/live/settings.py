@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from market_metarl.config import build
+from market_metarl.meta.allocation import check_allocation
 from market_metarl.meta.contracts import check_adapt_days
 from market_metarl.types import ConfigError
 
@@ -38,6 +39,10 @@ class PaperConfig:
         reconcile_tolerance: Kill switch: when the broker's shares and cash differ from the
             ledger's by more than this fraction of equity (checked at every step of an account
             on a real broker API), the account stops trading until ``paper reset``.
+        allocation: A multi-asset account's capital split between its symbols: ``equal`` or
+            ``inverse_vol`` (:mod:`market_metarl.meta.allocation`; a one-symbol account holds
+            its whole capital in its symbol).
+        vol_window: Sessions of daily log returns in ``inverse_vol``'s trailing volatility.
     """
 
     adapt_days: int = 0
@@ -50,6 +55,8 @@ class PaperConfig:
     fallback_window: int = 20
     fallback_lag: float = 0.05
     reconcile_tolerance: float = 0.001
+    allocation: str = "equal"
+    vol_window: int = 60
 
     def __post_init__(self) -> None:
         """Check every setting (a :class:`ConfigError` names the bad one)."""
@@ -71,6 +78,9 @@ class PaperConfig:
             )
         if self.fallback_window < 1:
             raise ConfigError(f"paper.fallback_window must be >= 1, got {self.fallback_window}")
+        check_allocation(self.allocation)
+        if self.vol_window < 2:
+            raise ConfigError(f"paper.vol_window must be >= 2 sessions, got {self.vol_window}")
 
     def resolved(self, adapt_days: int) -> PaperConfig:
         """K filled in from the run's ``train.adapt_days`` where it is 0."""

@@ -9,7 +9,8 @@ import json
 from typing import Any
 
 from market_metarl.live.alpaca_schema import broker_row, last_reconciliation
-from market_metarl.live.ledger import SCHEMA_VERSION, Account, Ledger
+from market_metarl.live.ledger import SCHEMA_VERSION, Account, EquityRow, Ledger
+from market_metarl.live.portfolio_schema import account_symbols, decisions
 
 
 def ledger_status(ledger: Ledger) -> dict[str, Any]:
@@ -21,7 +22,11 @@ def ledger_status(ledger: Ledger) -> dict[str, Any]:
     ``last_step``, ``pending_orders``, ``last_adaptation``, ``guardrails``, ``schema`` (the
     ledger's schema ``version`` and its ``history``: creation and each migration, with times),
     ``broker`` (the broker's row, None for the simulated broker) and ``reconciliation`` (the last
-    comparison of the broker's book with the ledger's, None for the simulated broker).
+    comparison of the broker's book with the ledger's, None for the simulated broker),
+    ``symbols`` (each symbol and its feed, in order), ``allocation`` (the capital split rule of a
+    multi-asset account, None for one symbol), ``shadow_books`` (per shadow book: its equity and
+    return at the last close, the account's excess return over it) and ``last_decisions`` (a
+    multi-asset account's per-symbol decisions of the last step: split, sleeve weights, target).
     """
     account = ledger.account()
     last = ledger.last_step()
@@ -35,7 +40,6 @@ def ledger_status(ledger: Ledger) -> dict[str, Any]:
             w = ledger.weight_on(mark.date, symbol)
             weights[symbol] = 0.0 if w is None else w
     bh = mark.benchmark_equity if mark and mark.benchmark_equity else account.initial_cash
-    killed, fallback = ledger.guard_state()
     total = equity / account.initial_cash - 1.0
     bh_return = bh / account.initial_cash - 1.0
     return {
@@ -61,15 +65,49 @@ def ledger_status(ledger: Ledger) -> dict[str, Any]:
         "last_adaptation": ledger.last_adaptation(),
         "broker": broker_row(ledger.conn),
         "reconciliation": last_reconciliation(ledger.conn),
-        "guardrails": {
-            "killed": killed,
-            "fallback": fallback,
-            "settings": json.loads(account.settings),
-            "recent_events": [
-                {"date": d, "kind": k, "detail": t} for d, k, t in ledger.events(limit=5)
-            ],
-        },
+        "guardrails": _guard_info(ledger, account),
         "schema": _schema_info(ledger),
+        **_portfolio_info(ledger, account, equity, mark),
+    }
+
+
+def _portfolio_info(
+    ledger: Ledger, account: Account, equity: float, mark: EquityRow | None
+) -> dict[str, Any]:
+    """The status entries of the account's symbols and of its shadow books."""
+    pairs = account_symbols(ledger.conn)
+    last = ledger.last_step()
+    initial = account.initial_cash
+    books = {}
+    for name, value in (
+        ("pooled", mark.pooled_equity if mark else None),
+        ("buy_and_hold", mark.benchmark_equity if mark else None),
+    ):
+        book = initial if value is None else value
+        books[name] = {
+            "equity": book,
+            "return": book / initial - 1.0,
+            "excess_return": (equity - book) / initial,
+        }
+    multi = len(pairs) > 1
+    return {
+        "symbols": [{"symbol": s, "feed": f} for s, f in pairs],
+        "allocation": json.loads(account.settings).get("allocation") if multi else None,
+        "shadow_books": books,
+        "last_decisions": decisions(ledger.conn, last.isoformat()) if last and multi else [],
+    }
+
+
+def _guard_info(ledger: Ledger, account: Account) -> dict[str, Any]:
+    """The ``guardrails`` entry of the status: the flags, the settings, the recent events."""
+    killed, fallback = ledger.guard_state()
+    return {
+        "killed": killed,
+        "fallback": fallback,
+        "settings": json.loads(account.settings),
+        "recent_events": [
+            {"date": d, "kind": k, "detail": t} for d, k, t in ledger.events(limit=5)
+        ],
     }
 
 
@@ -121,6 +159,7 @@ def format_status(status: dict[str, Any]) -> str:
         ),
         ("pooled shadow", f"{status['pooled_shadow_equity']:,.2f}"),
     ]
+    lines += _portfolio_lines(status)
     step = status["last_step"]
     if step:
         target = "none" if step["target"] is None else f"{step['target']:+.4f}"
@@ -169,6 +208,31 @@ def _broker_lines(status: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{rec['date']} {verdict} ({rec['difference']:.4%} of equity): ledger "
                 f"{rec['ledger_shares']} cash {rec['ledger_cash']:,.2f}; broker "
                 f"{rec['broker_shares']} cash {rec['broker_cash']:,.2f}",
+            )
+        )
+    return lines
+
+
+def _portfolio_lines(status: dict[str, Any]) -> list[tuple[str, str]]:
+    """A multi-asset account's lines: its split, shadow books and per-symbol decisions."""
+    if not status.get("allocation"):
+        return []
+    lines = [("allocation", f"{status['allocation']} over {len(status['symbols'])} symbols")]
+    for name, book in status["shadow_books"].items():
+        lines.append(
+            (
+                f"shadow {name}",
+                f"{book['equity']:,.2f} ({book['return']:+.2%}); account excess "
+                f"{book['excess_return']:+.2%}",
+            )
+        )
+    for d in status["last_decisions"]:
+        target = "none" if d["target"] is None else f"{d['target']:+.4f}"
+        lines.append(
+            (
+                f"decision {d['symbol']}",
+                f"split {d['allocation']:.4f}  sleeve adapted {d['adapted_target']:+.4f} "
+                f"pooled {d['pooled_target']:+.4f}  target {target}",
             )
         )
     return lines

@@ -20,16 +20,15 @@ One step for as-of day ``D`` (all of its writes in ONE ledger transaction):
    of the adapted state), the step, the guardrail events and state; after the commit the broker
    sends the order (:meth:`~market_metarl.live.broker.Broker.flush`).
 
-A step for a date already done (or earlier) is a no-op.
+A step for a date already done (or earlier) is a no-op. An account over several symbols steps
+through :func:`~market_metarl.live.multistep.step_portfolio` after the same checks of its date.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -39,7 +38,8 @@ from market_metarl.live.broker import OrderRequest, fill_book
 from market_metarl.live.feeds import require_sessions, utc_now
 from market_metarl.live.guardrails import GuardDecision, decide
 from market_metarl.live.ledger import SHADOW_BOOKS, EquityRow, Ledger
-from market_metarl.meta.contracts import Agent
+from market_metarl.live.multistep import step_portfolio
+from market_metarl.live.step_common import StepResult, bars_close, client_id, state_hash
 from market_metarl.meta.protocol import (
     MarketView,
     act_days,
@@ -48,48 +48,6 @@ from market_metarl.meta.protocol import (
     rolling_target_at,
 )
 from market_metarl.types import DataError
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What a step did (``status`` is ``stepped``, ``noop`` or ``waiting``: not now, see message)."""
-
-    date: str | None
-    status: str
-    message: str
-    target: float | None = None
-    policy: str | None = None
-    adapted_target: float | None = None
-    pooled_target: float | None = None
-    adaptation_date: str | None = None
-    equity: float | None = None
-    cash: float | None = None
-    fills: int = 0
-    events: tuple[str, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result as a JSON-ready dict."""
-        d = asdict(self)
-        d["events"] = list(self.events)
-        return d
-
-
-def client_id(account_id: str, day: dt.date, symbol: str) -> str:
-    """The deterministic client order id of an account's order for ``symbol`` on ``day``."""
-    return f"mmrl-{account_id}-{day:%Y%m%d}-{symbol}"
-
-
-def state_hash(agent: Agent) -> str:
-    """Hash of an adapted agent's task state (:meth:`~market_metarl.meta.contracts.Agent.task_state`).
-
-    The names and the bytes of the arrays, in the order the agent returns them and in the dtype it
-    returns (a gradient agent's parameters, RL^2's hidden state, PEARL's posterior mean...).
-    """
-    h = hashlib.sha256()
-    for name, value in agent.task_state().items():
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(value).tobytes())
-    return h.hexdigest()[:16]
 
 
 def step(
@@ -120,6 +78,8 @@ def step(
         )
     if last is not None and asof <= last:
         return StepResult(str(asof), "noop", f"already stepped through {last}; nothing to do")
+    if len(session.symbols) > 1:  # a multi-asset account
+        return step_portfolio(session, asof, now, last)
     # validate
     bars = session.feed.bars(asof, now)
     view = session.run.market_view(bars, account.symbol, live=True)
@@ -148,11 +108,6 @@ def step(
     session.refresh()
     session.broker.flush()  # after the commit: the order is written ahead before it is sent
     return result
-
-
-def bars_close(bars: pd.DataFrame) -> float:
-    """The last close of ``bars``."""
-    return float(bars["close"].iloc[-1])
 
 
 def _settle(session: PaperSession, bars: pd.DataFrame, origin: dt.date) -> int:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 
 from market_metarl.config import build, read_config, to_table
+from market_metarl.data.context_check import resolve_context
 from market_metarl.data.tasks import DataSection, TaskSet, check_warmup_days, taskset_from_config
 from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.spec import EnvSpec, env_spec_from_config
@@ -310,6 +311,7 @@ class Experiment:
         train = train_config(cfg.get("train"))
         data = build(DataSection, cfg.get("data"), "data")
         check_warmup_days(data, env.features, env.window)  # before any data is read
+        env = replace(env, features=resolve_context(env.features, data, recorded is None))
         tasks = taskset_from_config(cfg, recorded)
         return cls(cfg, tasks, env, train)
 

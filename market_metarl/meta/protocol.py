@@ -64,6 +64,7 @@ def market_view(
     costs: CostSpec | None = None,
     symbol: str = "asset",
     live: bool = False,
+    validate: bool = True,
 ) -> MarketView:
     """The view of a bars frame under the experiment's env settings (features, window, costs).
 
@@ -71,8 +72,12 @@ def market_view(
     backtest (``live=False``) the last bar is only an execution day: the last decision is made on
     the bar before it. Live, the last bar is a decision day too (today's close, executed at the
     next open, whose prices are unknown: they are NaN in the view and never read).
+    ``validate=False`` skips re-checking bars that ``load_bars`` (a feed's history) already
+    validated, as :meth:`~market_metarl.envs.market.TaskMarket.from_bars` allows.
     """
-    market = TaskMarket.from_bars({symbol: bars}, exp.env.features, exp.env.window)
+    market = TaskMarket.from_bars(
+        {symbol: bars}, exp.env.features, exp.env.window, validate=validate
+    )
     obs, opens, closes = market_arrays(market, exp.env)
     stop = market.last
     if live:

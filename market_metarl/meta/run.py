@@ -113,13 +113,14 @@ class TrainedRun:
         return list(self.experiment.tasks.split("test"))
 
     def market_view(
-        self, bars: pd.DataFrame, symbol: str = "asset", live: bool = False
+        self, bars: pd.DataFrame, symbol: str = "asset", live: bool = False, validate: bool = True
     ) -> MarketView:
         """The view of a bars frame under the run's env settings and costs.
 
-        See :func:`market_metarl.meta.protocol.market_view` for ``symbol`` and ``live``.
+        See :func:`market_metarl.meta.protocol.market_view` for ``symbol``, ``live`` and
+        ``validate``.
         """
-        return market_view(bars, self.experiment, self.costs, symbol, live)
+        return market_view(bars, self.experiment, self.costs, symbol, live, validate)
 
     def section(self, name: str) -> dict[str, Any]:
         """A free-form table of the run's config (``paper``...), empty when absent."""

@@ -45,6 +45,8 @@ LATER_SETTINGS: dict[tuple[str, str], Any] = {
     ("features", "norm_return_horizons"): [],
     ("features", "macd_pairs"): [],
     ("features", "changepoint"): 0,
+    ("features", "context"): [],
+    ("features", "context_lookback"): 63,
     ("train", "vol_target"): 0.0,
     ("train", "objective"): "log_return",
     ("train", "risk_aversion"): 1.0,

@@ -29,6 +29,11 @@ from market_metarl.live.step import StepResult, step
 DAYS = ("2019-03-01", "2019-03-04", "2019-03-05")
 
 
+def open_of(symbol: str, day: str) -> float:
+    bars = load_bars(f"bundled:{symbol}")
+    return float(bars["open"].to_numpy()[bars.index.get_loc(day)])
+
+
 def spy_price(day: str, column: str = "open") -> float:
     bars = load_bars("bundled:SPY")
     return float(bars[column].to_numpy()[bars.index.get_loc(day)])
@@ -266,3 +271,37 @@ def test_a_step_without_keys_or_alpaca_py_is_one_error_line_and_status_still_rea
         assert code == 2 and "pip install 'market-metarl[alpaca]'" in err
     with Ledger.open(db) as ledger:
         assert ledger.last_step() is None
+
+
+def test_a_multi_asset_account_trades_every_symbol_on_alpaca_and_reconciles(
+    maml_run: Path, tmp_path: Path, fake_alpaca: Any
+) -> None:
+    symbols = ("SPY", "QQQ", "IWM")
+    fake_alpaca.evening(DAYS[0])
+    db = tmp_path / "multi-alpaca.db"
+    feed = ",".join(f"bundled:{s}" for s in symbols)
+    init_account(db, maml_run, feed, broker=BrokerChoice("alpaca"))
+    for i, day in enumerate(DAYS):
+        if i:
+            opens = {s: open_of(s, day) for s in symbols}
+            fake_alpaca.open_day(day, opens)
+            fake_alpaca.evening(day)
+        result = step_on(db, day)
+        assert result.status == "stepped" and result.targets is not None
+        assert set(result.targets) == set(symbols)
+        with Ledger.open(db) as ledger:
+            mine = {s: q for s, q in ledger.positions().items() if q}
+            assert mine == {s: q for s, q in fake_alpaca.positions.items() if q}
+            assert ledger.cash() == pytest.approx(fake_alpaca.cash, abs=1e-6)
+            rec = ledger.conn.execute("SELECT date, difference FROM reconciliations").fetchall()
+        assert rec[-1][0] == day and rec[-1][1] < 1e-9
+    assert len([q for q in fake_alpaca.positions.values() if q]) >= 2  # several symbols held
+    taken = fake_alpaca.taken()
+    ids = [o["client_order_id"] for o in taken]
+    assert len(ids) == len(set(ids))
+    with Ledger.open(db) as ledger:
+        orders = ledger.conn.execute("SELECT client_id, date, symbol FROM orders").fetchall()
+    assert len(orders) == len(symbols) * len(DAYS)
+    assert {cid for cid, _, _ in orders} >= set(ids)
+    for cid, day, symbol in orders:
+        assert cid.endswith(f"-{day.replace('-', '')}-{symbol}")

@@ -120,3 +120,48 @@ def test_fallback_and_gross_clip_in_the_ledger(maml_run: Path, tmp_path: Path) -
     for _, target, _, pooled in rows[switched:]:
         assert target == pytest.approx(float(np.clip(pooled, -0.2, 0.2)))
     check_invariants(db)
+
+
+def test_account_guardrails_cap_each_symbol_then_the_whole_account() -> None:
+    from market_metarl.live.guardrails import decide_account
+
+    cfg = PaperConfig(max_gross=1.0, max_turnover=10, max_drawdown=1.0, fallback=False)
+    held = {"A": 0.0, "B": 0.0, "C": 0.0}
+    d = decide_account(
+        cfg, False, False, {"A": 1.2, "B": 0.3, "C": -0.3}, held, held, [1.0], [1.0], 1.0
+    )
+    assert d.policy == "adapted" and d.targets is not None
+    # A is cut to 1.0 on its own; then the gross 1.6 is scaled to 1.0 across the account
+    assert d.targets == pytest.approx({"A": 1.0 / 1.6, "B": 0.3 / 1.6, "C": -0.3 / 1.6})
+    assert sum(abs(w) for w in d.targets.values()) == pytest.approx(1.0)
+    kinds = [(e.kind, e.detail.get("symbol")) for e in d.events]
+    assert kinds == [("gross_clip", "A"), ("account_gross_clip", None)]
+    # turnover: the changes are scaled, the held weights kept
+    cfg = PaperConfig(max_gross=10, max_turnover=0.4, max_drawdown=1.0, fallback=False)
+    d = decide_account(
+        cfg, False, False, {"A": 0.5, "B": 0.1}, {}, {"A": 0.1, "B": 0.1}, [1.0], [1.0], 1.0
+    )
+    assert d.targets == pytest.approx({"A": 0.5, "B": 0.1})
+    d = decide_account(
+        cfg, False, False, {"A": 0.5, "B": -0.3}, {}, {"A": 0.1, "B": 0.1}, [1.0], [1.0], 1.0
+    )
+    assert d.targets == pytest.approx({"A": 0.1 + 0.2, "B": 0.1 - 0.2})
+    assert [e.kind for e in d.events] == ["account_turnover_clip"]
+
+
+def test_account_kill_switch_and_fallback_act_on_the_whole_account() -> None:
+    from market_metarl.live.guardrails import decide_account
+
+    adapted, pooled, held = {"A": 0.5, "B": 0.5}, {"A": 0.1, "B": 0.2}, {"A": 0.5, "B": 0.5}
+    cfg = PaperConfig(max_drawdown=0.1, fallback=False)
+    d = decide_account(cfg, False, False, adapted, pooled, held, [100.0, 89.0], [1.0, 1.0], 100.0)
+    assert (d.targets, d.policy, d.killed) == ({"A": 0.0, "B": 0.0}, "flat", True)
+    assert [e.kind for e in d.events] == ["kill_switch"]
+    d = decide_account(cfg, True, False, adapted, pooled, held, [89.0], [1.0], 100.0)
+    assert (d.targets, d.policy, d.killed) == (None, "halted", True)
+    d = decide_account(cfg, False, False, adapted, pooled, held, [100.0], [1.0], 100.0, 0.5)
+    assert (d.targets, d.policy) == (None, "halted") and d.events[0].kind == "reconcile_kill"
+    cfg = PaperConfig(max_drawdown=1.0, fallback=True, fallback_window=1, fallback_lag=0.01)
+    d = decide_account(cfg, False, False, adapted, pooled, held, [100.0, 95.0], [1.0, 1.0], 100.0)
+    assert (d.targets, d.policy, d.fallback) == (pooled, "pooled", True)
+    assert [e.kind for e in d.events] == ["fallback"]  # once for the account, not per symbol

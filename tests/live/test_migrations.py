@@ -101,6 +101,11 @@ def test_migrating_the_v1_fixture_keeps_every_row_of_every_table(v1: Path) -> No
     assert history[0] == (1, "ledger created", created)
     assert [h[0] for h in history] == list(range(1, SCHEMA_VERSION + 1))
 
+    # version 4 recorded the one-symbol account's symbol; its multi-asset tables start empty
+    account = want["account"][0]
+    assert [list(r) for r in dump["account_symbols"]] == [[0, account[7], account[8]]]
+    assert dump["step_symbols"] == dump["shadow_positions"] == []
+
     # the copy taken before is the untouched version-1 ledger
     assert version_of(done.backup) == (0, "1")
     assert raw_dump(done.backup) == fixture_dump()
