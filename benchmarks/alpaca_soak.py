@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT / "tests" / "live"), str(ROOT / "tests" / "faults")]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", default="SPY", help="comma-separated (one, for now)")
+    parser.add_argument("--symbols", default="SPY", help="comma-separated: one account over them")
     parser.add_argument("--sessions", type=int, default=21)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
@@ -44,8 +44,6 @@ def main() -> None:
     if args.quick:
         args.sessions, args.kills = 8, 4
     symbols = args.symbols.split(",")
-    if len(symbols) != 1:
-        parser.error("one symbol for now: accounts trade a single asset")
 
     import pandas as pd
     from alpaca_fake import FakeAlpaca
@@ -78,7 +76,9 @@ def main() -> None:
     )
     fake.evening(days[0])
     db = work / "soak.db"
-    init_account(db, work / "run", f"bundled:{symbols[0]}", broker=BrokerChoice("alpaca"))
+    init_account(
+        db, work / "run", ",".join(f"bundled:{s}" for s in symbols), broker=BrokerChoice("alpaca")
+    )
     fake.inject(args.seed, args.error_rate)
     runner = Runner(work, symbols)
     try:

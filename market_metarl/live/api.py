@@ -142,8 +142,9 @@ def run_account(
     _check_run(every, live, start, once)
     stop = stop or threading.Event()
     with PaperSession.open(db, run_path, feed_spec) as session:
-        if live and not session.feed.live:
-            raise ConfigError(_NOT_LIVE.format(spec=session.feed.spec))
+        replayed = [f.spec for f in (session.feed, *session.feeds) if not f.live]
+        if live and replayed:
+            raise ConfigError(_NOT_LIVE.format(spec=replayed[0]))
         if on_start is not None:
             spec = ",".join(f.spec for f in session.feeds) or session.feed.spec
             start_at = RunStart(Path(db), session.account.symbol, spec, session.ledger.last_step())

@@ -110,6 +110,13 @@ def next_step_time(session: PaperSession, now: pd.Timestamp) -> pd.Timestamp:
     return step_time(session, day)
 
 
+def _share_clock(session: PaperSession, clock: Clock) -> None:
+    """Alpaca feeds read the loop's clock: they drop the bars of sessions open at its now."""
+    for feed in (session.feed, *session.feeds):
+        if isinstance(feed, AlpacaFeed):
+            feed.clock = clock.now
+
+
 def run_live(
     session: PaperSession,
     clock: Clock,
@@ -130,8 +137,7 @@ def run_live(
         every: Seconds between wakes instead of the calendar's (and between retries).
         once: Return after stepping the due sessions (for cron), without sleeping.
     """
-    if isinstance(session.feed, AlpacaFeed):
-        session.feed.clock = clock.now  # the feed drops bars of sessions open at the loop's now
+    _share_clock(session, clock)
     taken = 0
     while not stop.is_set():
         now = clock.now()

@@ -38,7 +38,9 @@ def test_a_month_of_kills_and_broker_errors_sends_no_order_twice_and_reconciles(
     days = session_days("2019-03-01", SESSIONS + 1)
     db = tmp_path / "soak.db"
     fake_alpaca.evening(days[0])
-    init_account(db, maml_run, f"bundled:{SYMBOLS[0]}", broker=BrokerChoice("alpaca"))
+    init_account(
+        db, maml_run, ",".join(f"bundled:{s}" for s in SYMBOLS), broker=BrokerChoice("alpaca")
+    )
     monkeypatch.setenv(RETRY_WAIT_ENV, "0.01")  # alpaca-py waits 3 s before retrying a 429
     fake_alpaca.inject(SEED, ERROR_RATE)
     runner = Runner(tmp_path, SYMBOLS)  # forked children inherit the fake's URL and keys
