@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 HELPS = {
     "init": "create the ledger of a paper account for a trained run and a feed",
     "step": "the daily step: adapt, decide, guard, submit, record (once per as-of date)",
-    "run": "step once per trading day (replay: through --asof), resume, stop on SIGINT/TERM",
+    "run": "step once per trading day (replay: through --asof; --live: after each close), "
+    "resume, stop on SIGINT/TERM",
     "status": "positions, equity, PnL against buy-and-hold, adaptation and guardrails",
     "reset": "clear the kill switch and the fallback to the pooled policy",
     "migrate": "bring a ledger written by an older market_metarl to this schema version",
@@ -58,6 +59,15 @@ def register(sub: SubParsers) -> None:
             p.add_argument("--start", help="first as-of day of an account not stepped yet")
             p.add_argument(
                 "--every", type=finite_float, help="seconds between steps (default: daily)"
+            )
+            p.add_argument(
+                "--live",
+                action="store_true",
+                help="run for real: wait for each session's close (exchange calendar), step, "
+                "submit before the next open, catch up after a restart (live feeds only)",
+            )
+            p.add_argument(
+                "--once", action="store_true", help="with --live: step the due sessions and exit"
             )
         if name == "init":
             p.add_argument("--cash", type=finite_float, help="initial cash (default: [paper] cash)")
@@ -201,6 +211,8 @@ def _run(args: argparse.Namespace) -> int:
             stop=stop,
             on_start=on_start,
             on_step=lambda r: _print_step(args, r),
+            live=args.live,
+            once=args.once,
         )
     how, last = ("stopped by signal" if done.stopped else "done"), done.last_step
     _say(

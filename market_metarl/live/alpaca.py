@@ -83,7 +83,9 @@ class AlpacaBroker(Broker):
         row = broker_row(ledger.conn)
         if row is None:
             raise RunError(f"ledger {ledger.path} is not an Alpaca account")
-        return cls(ledger, api.open_clients(bool(row["paper"]), row["base_url"]))
+        clients = api.open_clients(bool(row["paper"]), row["base_url"])
+        wait = api.retry_wait()
+        return cls(ledger, clients) if wait is None else cls(ledger, clients, wait=wait)
 
     # the step's calls
 

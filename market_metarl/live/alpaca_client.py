@@ -28,6 +28,13 @@ from market_metarl.types import ConfigError
 KEY_ENV, SECRET_ENV, URL_ENV = "APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "APCA_API_BASE_URL"
 """Where the keys (never stored in the ledger) and the base URL override come from."""
 
+DATA_URL_ENV = "APCA_API_DATA_URL"
+"""Override of the market-data API's base URL (default: alpaca-py's, https://data.alpaca.markets)."""
+
+RETRY_WAIT_ENV = "MARKET_METARL_ALPACA_RETRY_WAIT"
+"""Seconds between retries of a read that answered 429/504 and between POSTs of one order
+(default: alpaca-py's 3 s for reads, the broker's 1 s for POSTs); the soak test shortens it."""
+
 LIVE_URL = "https://api.alpaca.markets"
 """Alpaca's live (real money) trading endpoint."""
 
@@ -65,12 +72,7 @@ def open_clients(paper: bool, url: str | None, timeout: float = TIMEOUT) -> Clie
         raise ConfigError(
             "--broker alpaca needs alpaca-py: pip install 'market-metarl[alpaca]'"
         ) from None
-    key, secret = os.environ.get(KEY_ENV, "").strip(), os.environ.get(SECRET_ENV, "").strip()
-    if not key or not secret:
-        raise ConfigError(
-            f"--broker alpaca needs the account's API keys: set {KEY_ENV} and {SECRET_ENV} "
-            "in the environment (paper keys: Alpaca dashboard, paper account, API keys)"
-        )
+    key, secret = _keys("--broker alpaca")
     base = os.environ.get(URL_ENV, "").strip().rstrip("/") or url or None
     if paper and base == LIVE_URL:
         raise ConfigError(
@@ -86,11 +88,74 @@ def open_clients(paper: bool, url: str | None, timeout: float = TIMEOUT) -> Clie
     def make() -> Any:
         client = TradingClient(key, secret, paper=paper, url_override=base)
         client._session = TimeoutSession()
+        wait = retry_wait()
+        if wait is not None:
+            client._retry_wait = wait  # type: ignore[assignment]  # alpaca-py sleeps on it
         return client
 
     read, orders = make(), make()
     orders._retry = 0  # see the module docstring: a resent POST is decided by a look-up
     return Clients(read, orders, str(getattr(read._base_url, "value", read._base_url)))
+
+
+def _keys(what: str) -> tuple[str, str]:
+    """The API keys from the environment; ``what`` needs them (for the error message)."""
+    key, secret = os.environ.get(KEY_ENV, "").strip(), os.environ.get(SECRET_ENV, "").strip()
+    if not key or not secret:
+        raise ConfigError(
+            f"{what} needs the account's API keys: set {KEY_ENV} and {SECRET_ENV} "
+            "in the environment (paper keys: Alpaca dashboard, paper account, API keys)"
+        )
+    return key, secret
+
+
+def retry_wait() -> float | None:
+    """:data:`RETRY_WAIT_ENV` in seconds (None: not set).
+
+    Raises:
+        ConfigError: It is not a number >= 0.
+    """
+    text = os.environ.get(RETRY_WAIT_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigError(f"{RETRY_WAIT_ENV} must be seconds >= 0, got {text!r}")
+    return value
+
+
+def open_data_client(spec: str, timeout: float = TIMEOUT) -> Any:
+    """alpaca-py's ``StockHistoricalDataClient`` at :data:`DATA_URL_ENV` (else Alpaca's).
+
+    Reads retry on 429 and 504 (safe for a read); every request has a timeout.
+
+    Raises:
+        ConfigError: alpaca-py is not installed or the keys are not set (``spec`` names the feed).
+    """
+    try:
+        import requests
+        from alpaca.data.historical import StockHistoricalDataClient
+    except ImportError:
+        raise ConfigError(
+            f"the {spec} feed needs alpaca-py: pip install 'market-metarl[alpaca]'"
+        ) from None
+    key, secret = _keys(f"the {spec} feed")
+    base = os.environ.get(DATA_URL_ENV, "").strip().rstrip("/") or None
+
+    class TimeoutSession(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", timeout)
+            return super().request(*args, **kwargs)
+
+    client = StockHistoricalDataClient(key, secret, url_override=base)
+    client._session = TimeoutSession()
+    wait = retry_wait()
+    if wait is not None:
+        client._retry_wait = wait  # type: ignore[assignment]  # alpaca-py sleeps on it
+    return client
 
 
 def failure(exc: BaseException) -> tuple[str, str]:

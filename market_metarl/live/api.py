@@ -26,6 +26,7 @@ from market_metarl.live.status import ledger_status
 from market_metarl.types import ConfigError
 
 if TYPE_CHECKING:  # the trading calls import torch; `paper status` does not wait for it
+    from market_metarl.live.schedule import Clock
     from market_metarl.live.step import StepResult
 
 __all__ = [
@@ -109,6 +110,9 @@ def run_account(
     stop: threading.Event | None = None,
     on_start: Callable[[RunStart], None] | None = None,
     on_step: Callable[[StepResult], None] | None = None,
+    live: bool = False,
+    clock: Clock | None = None,
+    once: bool = False,
 ) -> RunSummary:
     """Step the account once per trading day until done (replay) or ``stop`` is set.
 
@@ -122,25 +126,55 @@ def run_account(
         stop: Set it (e.g. from a signal handler) to end the loop after the step in progress.
         on_start: Called once the account is open, before the first step.
         on_step: Called with every step's result.
+        live: Require a live feed and run the scheduled loop.
+        once: With ``live``: step the due sessions, then return (for cron).
+        clock: What the live loop reads the time from and sleeps with (default: the system's).
 
     Raises:
-        ConfigError: ``every`` is negative.
+        ConfigError: ``every`` is negative; ``live`` with a replayed feed or with ``start``.
         RunError: No ledger, or the ledger belongs to another run.
         DataError: Bad dates or data (the steps taken until then are kept).
     """
     from market_metarl.live.account import PaperSession
     from market_metarl.live.loop import run_loop
+    from market_metarl.live.schedule import WallClock, run_live
 
-    if every is not None and every < 0:
-        raise ConfigError(f"--every must be >= 0 seconds, got {every}")
+    _check_run(every, live, start, once)
     stop = stop or threading.Event()
     with PaperSession.open(db, run_path, feed_spec) as session:
+        replayed = [f.spec for f in (session.feed, *session.feeds) if not f.live]
+        if live and replayed:
+            raise ConfigError(_NOT_LIVE.format(spec=replayed[0]))
         if on_start is not None:
             spec = ",".join(f.spec for f in session.feeds) or session.feed.spec
             start_at = RunStart(Path(db), session.account.symbol, spec, session.ledger.last_step())
             on_start(start_at)
-        taken = run_loop(session, until=until, start=start, every=every, stop=stop, on_step=on_step)
+        if live:
+            taken = run_live(session, clock or WallClock(), stop, on_step, until, every, once)
+        else:
+            taken = run_loop(
+                session, until=until, start=start, every=every, stop=stop, on_step=on_step
+            )
         return RunSummary(stop.is_set(), taken, session.ledger.last_step())
+
+
+_NOT_LIVE = (
+    "--live needs a live feed (yfinance:SYMBOL or alpaca:SYMBOL) but {spec} is replayed; "
+    "drop --live to replay it, or give --feed"
+)
+
+
+def _check_run(every: float | None, live: bool, start: dt.date | None, once: bool) -> None:
+    """Refuse a negative ``every``, ``start`` with ``live``, ``once`` without it."""
+    if once and not live:
+        raise ConfigError("--once goes with --live (step the due sessions, then exit)")
+    if every is not None and every < 0:
+        raise ConfigError(f"--every must be >= 0 seconds, got {every}")
+    if live and start is not None:
+        raise ConfigError(
+            "--start does not apply to --live: a new account starts with the "
+            "latest closed session; drop --start"
+        )
 
 
 def account_status(db: str | Path) -> dict[str, Any]:

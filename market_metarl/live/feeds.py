@@ -3,6 +3,10 @@
 - :class:`YFinanceFeed` (``yfinance:SPY``): fresh bars through the data layer's cached yfinance
   source (the cache's tail is refreshed on every read; ``yfinance:SPY?offline=1`` reads the cache
   only).
+- :class:`AlpacaFeed` (``alpaca:SPY``, ``alpaca:SPY?feed=iex``): daily bars from Alpaca's market-data
+  API through alpaca-py (keys from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY``), checked by the
+  bars contract; the bar of a session that has not closed yet (Alpaca serves a partial one during
+  the day) is dropped.
 - :class:`ReplayFeed` (any other source: ``bundled:SPY``, ``csv:FILE``, ``synthetic:...``): replays
   a stored history, revealing bars only up to the as-of date, so the whole daily loop runs offline
   and in tests.
@@ -15,11 +19,14 @@ session). :func:`require_sessions` refuses a gap (a missing session) in the span
 from __future__ import annotations
 
 import datetime as dt
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
+from market_metarl.data.bars import validate_bars
 from market_metarl.data.sources import load_bars, parse_source
 from market_metarl.data.tasks import symbol_name
 from market_metarl.live.calendar import TradingCalendar, get_calendar
@@ -161,8 +168,116 @@ class YFinanceFeed(Feed):
         return None if after is not None and day <= after else day
 
 
+ALPACA_HISTORY_START = pd.Timestamp("2016-01-01", tz="UTC")
+"""First day an :class:`AlpacaFeed` asks for (Alpaca's stock bars start in 2016)."""
+
+ALPACA_SIP_DELAY = pd.Timedelta(minutes=16)
+"""How far behind now an :class:`AlpacaFeed`'s request ends: the free plan refuses SIP data of the
+last 15 minutes, and a daily bar is complete at the close, long before."""
+
+ALPACA_REFRESH = pd.Timedelta(seconds=60)
+"""How long an :class:`AlpacaFeed` reuses the bars it fetched (one step reads them twice)."""
+
+_ALPACA_SPEC = re.compile(r"alpaca:([A-Z][A-Z0-9.]{0,9})(?:\?feed=(iex|sip))?")
+
+
+class AlpacaFeed(Feed):
+    """Daily bars from Alpaca's market-data API (``alpaca:SPY``; ``?feed=iex`` on the free plan).
+
+    Bars come from alpaca-py's ``StockHistoricalDataClient`` (``/v2/stocks/bars``, split and
+    dividend adjusted, ``timeframe=1Day``), dated by their session: Alpaca stamps a daily bar at
+    midnight New York time, i.e. 04:00/05:00 UTC of the same date, and the bars contract turns it
+    into that UTC date. A bar whose session closes after ``clock()`` (today's, still forming) is
+    dropped, so a decision never reads a partial bar.
+    """
+
+    live = True
+    clock: Callable[[], pd.Timestamp]
+    """Now (UTC): bars of sessions that close later are dropped (the live loop sets its own)."""
+
+    def __init__(
+        self,
+        spec: str,
+        calendar: str = "XNYS",
+        clock: Callable[[], pd.Timestamp] = utc_now,
+        client: Any = None,
+    ) -> None:
+        """Read ``spec`` on the exchange ``calendar``; ``clock`` gives now (UTC).
+
+        ``client`` is a data client (default: the one of
+        :func:`~market_metarl.live.alpaca_client.open_data_client`, opened on first use).
+
+        Raises:
+            DataError: ``spec`` is not ``alpaca:SYMBOL`` or ``alpaca:SYMBOL?feed=iex|sip``.
+        """
+        match = _ALPACA_SPEC.fullmatch(spec.strip())
+        if match is None:
+            raise DataError(
+                f"bad Alpaca feed {spec!r}: give alpaca:SYMBOL (upper case, e.g. alpaca:SPY), "
+                "optionally with ?feed=iex (free plan) or ?feed=sip"
+            )
+        self.spec, self.symbol, self._source = spec.strip(), match.group(1), match.group(2)
+        self.calendar = get_calendar(calendar)
+        self.clock, self._client = clock, client
+        self._cached: tuple[pd.Timestamp, pd.DataFrame] | None = None
+
+    def history(self) -> pd.DataFrame:
+        """Every closed session's bar since :data:`ALPACA_HISTORY_START`, validated."""
+        now = self.clock()
+        if self._cached is not None and now - self._cached[0] < ALPACA_REFRESH:
+            return self._cached[1]
+        frame = self._fetch(now)
+        days = pd.DatetimeIndex(frame.index).tz_convert("UTC").tz_localize(None).normalize()
+        today = now.tz_convert("America/New_York").tz_localize(None).normalize()
+        # only today's session can still be open; a bar on a closed day is kept for
+        # require_sessions to refuse, with its message
+        closed = [
+            d < today or not self.calendar.is_session(d) or self.calendar.session_close(d) <= now
+            for d in days
+        ]
+        bars, _ = validate_bars(frame.loc[closed], source=self.spec)
+        self._cached = (now, bars)
+        return bars
+
+    def _fetch(self, now: pd.Timestamp) -> pd.DataFrame:
+        """The raw bars (indexed by their UTC timestamps) from Alpaca, all pages."""
+        from alpaca.data.enums import Adjustment, DataFeed
+        from alpaca.data.requests import StockBarsRequest
+        from alpaca.data.timeframe import TimeFrame
+
+        from market_metarl.live.alpaca_client import open_data_client
+
+        if self._client is None:
+            self._client = open_data_client(self.spec)
+        request = StockBarsRequest(
+            symbol_or_symbols=self.symbol,
+            timeframe=TimeFrame.Day,
+            start=ALPACA_HISTORY_START.to_pydatetime(),
+            end=(now - ALPACA_SIP_DELAY).to_pydatetime(),
+            adjustment=Adjustment.ALL,
+            feed=DataFeed(self._source) if self._source else None,
+        )
+        got = self._client.get_stock_bars(request)
+        rows = got.data.get(self.symbol, [])
+        if not rows:
+            raise DataError(
+                f"{self.spec}: Alpaca returned no daily bars for {self.symbol} since "
+                f"{ALPACA_HISTORY_START.date()}; check the symbol (and your data plan)"
+            )
+        index = pd.DatetimeIndex([pd.Timestamp(b.timestamp) for b in rows], name="date")
+        columns = {c: [getattr(b, c) for b in rows] for c in ("open", "high", "low", "close")}
+        return pd.DataFrame({**columns, "volume": [b.volume for b in rows]}, index=index)
+
+    def default_asof(self, after: dt.date | None, now: pd.Timestamp) -> dt.date | None:
+        """The latest session that has closed."""
+        day = self.calendar.last_closed_session(now).date()
+        return None if after is not None and day <= after else day
+
+
 def open_feed(spec: str) -> Feed:
-    """The feed of a source spec: yfinance sources are live, every other source is replayed."""
+    """The feed of a source spec: yfinance and alpaca sources are live, the others replayed."""
+    if spec.strip().startswith("alpaca:"):
+        return AlpacaFeed(spec)
     if parse_source(spec).kind == "yfinance":
         return YFinanceFeed(spec)
     return ReplayFeed(spec)

@@ -3,9 +3,9 @@
 - With a replay feed it steps through successive as-of dates, from the session after the last step
   (or ``start`` for an account that has not stepped yet) to ``until`` (or the feed's end), then
   returns.
-- With a live feed it steps the latest closed session, then sleeps until the next session's close
-  (plus :data:`AFTER_CLOSE`) or ``every`` seconds; stale data (the bar is not published yet) is
-  retried after :data:`STALE_RETRY` seconds (or ``every``).
+- With a live feed it runs :func:`~market_metarl.live.schedule.run_live`: every due session after
+  the last step (the latest closed one for a new account), then a sleep until the next session's
+  step time (or ``every`` seconds); stale data is retried.
 
 SIGINT and SIGTERM set a stop flag: the step in progress finishes (it is one transaction, so the
 alternative, dying, would roll it back), the loop returns and the caller closes the ledger and exits
@@ -24,15 +24,10 @@ from types import FrameType
 import pandas as pd
 
 from market_metarl.live.account import PaperSession
-from market_metarl.live.feeds import ReplayFeed, StaleDataError, utc_now
+from market_metarl.live.feeds import ReplayFeed, utc_now
+from market_metarl.live.schedule import WallClock, run_live
 from market_metarl.live.step import StepResult, step
 from market_metarl.types import DataError
-
-AFTER_CLOSE = pd.Timedelta(minutes=20)
-"""How long after a session's close the live loop steps (data vendors publish the bar by then)."""
-
-STALE_RETRY = 300.0
-"""Seconds before the live loop retries when the day's bar is not published yet."""
 
 
 @contextmanager
@@ -88,7 +83,7 @@ def run_loop(
     stop = stop or threading.Event()
     if isinstance(session.feed, ReplayFeed):
         return _replay(session, until, start, every, stop, on_step)
-    return _live(session, until, every, stop, on_step, now)
+    return run_live(session, WallClock(now), stop, on_step, until, every)
 
 
 def _replay(
@@ -110,41 +105,4 @@ def _replay(
         taken += result.status == "stepped"
         if on_step is not None:
             on_step(result)
-    return taken
-
-
-def _live(
-    session: PaperSession,
-    until: dt.date | None,
-    every: float | None,
-    stop: threading.Event,
-    on_step: Callable[[StepResult], None] | None,
-    now: Callable[[], pd.Timestamp],
-) -> int:
-    taken = 0
-    calendar = session.feed.calendar
-    while not stop.is_set():
-        wait = every
-        try:
-            result = step(session, None, now())
-            taken += result.status == "stepped"
-            if on_step is not None:
-                on_step(result)
-            if result.status == "waiting":  # the broker refuses orders now (Alpaca's OPG window)
-                wait = every or STALE_RETRY
-        except StaleDataError as exc:
-            if on_step is not None:
-                on_step(StepResult(None, "waiting", str(exc)))
-            wait = every or STALE_RETRY
-        last = session.ledger.last_step()
-        if until is not None and last is not None and last >= until:
-            break
-        if wait is None:
-            today = now().tz_convert("America/New_York").tz_localize(None).normalize()
-            nxt = calendar.session_close(calendar.next_session(today - pd.Timedelta(days=1)))
-            if nxt <= now():
-                nxt = calendar.session_close(calendar.next_session(today))
-            wait = max((nxt + AFTER_CLOSE - now()).total_seconds(), 1.0)
-        if stop.wait(wait):
-            break
     return taken

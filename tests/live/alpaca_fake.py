@@ -14,6 +14,17 @@ Faults on the next order POSTs (:attr:`FakeAlpaca.faults`, consumed in order):
 - ``slow``: the order is taken, the answer comes after :attr:`FakeAlpaca.delay` seconds (the
   client times out first);
 - ``reject-403`` / ``reject-422``: Alpaca's error body, nothing taken.
+
+Market data: ``/v2/stocks/bars`` and ``/v2/stocks/{symbol}/bars`` serve :attr:`FakeAlpaca.daily`
+(``timeframe=1Day`` only) in the shape of Alpaca's reference (``{"bars": {"SPY": [{"t", "o", "h",
+"l", "c", "v", "n", "vw"}]}, "next_page_token": ...}``; the single-symbol route has ``"bars": [...]``
+and ``"symbol"``), a daily bar stamped at midnight New York time, pages of
+:attr:`FakeAlpaca.page_size` bars. A day's bar appears at its open; until 16:00 it is partial (every
+price the open).
+
+Chaos (:meth:`FakeAlpaca.inject`): each request fails with a seeded probability, with a 429, 500,
+503 or 504 (nothing done), or, for an order POST, a ``504-after-accept``, in turn; counted by kind
+in :attr:`FakeAlpaca.injected`. A client killed mid-request is not reported.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import random
 import threading
 import time
 import uuid
@@ -67,6 +79,10 @@ class FakeAlpaca:
         self.now = at(self.sessions[0].isoformat(), "19:30")
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
+        self.daily: dict[str, list[tuple[dt.date, float, float, float, float, float]]] = {}
+        self.page_size = 10_000
+        self.chaos: tuple[random.Random, float] | None = None
+        self.injected: dict[str, int] = {}
 
     # the test's controls
 
@@ -88,7 +104,11 @@ class FakeAlpaca:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client killed mid-request (the kill tests): nothing to report
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -127,6 +147,20 @@ class FakeAlpaca:
                 )
             self.positions = {s: q for s, q in self.positions.items() if q}
 
+    def inject(self, seed: int, rate: float) -> None:
+        """Fail each request with probability ``rate`` (seeded; see the module docstring)."""
+        self.chaos = (random.Random(seed), rate)
+
+    def _chaos(self, method: str, path: str) -> str | None:
+        if self.chaos is None or self.chaos[0].random() >= self.chaos[1]:
+            return None
+        kinds = ["429", "500", "503", "504"]
+        if method == "POST" and path == "/v2/orders":
+            kinds.append("504-after-accept")
+        kind = kinds[sum(self.injected.values()) % len(kinds)]  # every kind, in turn
+        self.injected[kind] = self.injected.get(kind, 0) + 1
+        return kind
+
     def taken(self) -> list[dict[str, Any]]:
         """The orders the server holds."""
         return list(self.orders)
@@ -140,9 +174,21 @@ class FakeAlpaca:
             self.requests.append((method, url.path))
             if not req.headers.get("APCA-API-KEY-ID") or not req.headers.get("APCA-API-SECRET-KEY"):
                 return self.send(req, 401, ERRORS["unauthorized"])
+            fault = self._chaos(method, url.path)
+            if fault is not None and fault != "504-after-accept":
+                code = int(fault)
+                return self.send(req, code, ERRORS["rate_limit"] if code == 429 else "server error")
             if method == "POST" and url.path == "/v2/orders":
                 length = int(req.headers.get("Content-Length", 0))
+                if fault is not None:
+                    self.faults.insert(0, fault)
                 return self.post_order(req, json.loads(req.rfile.read(length)))
+            if (
+                method == "GET"
+                and url.path.startswith("/v2/stocks/")
+                and url.path.endswith("/bars")
+            ):
+                return self.send(req, *self.stock_bars(url.path, query))
             route = {
                 "/v2/account": self.account,
                 "/v2/clock": self.clock,
@@ -189,6 +235,40 @@ class FakeAlpaca:
                 day.update(date=d.isoformat(), settlement_date=d.isoformat())
                 days.append(day)
         return 200, days
+
+    def stock_bars(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        """Daily bars up to the clock's time, in pages (see the module docstring)."""
+        single = path != "/v2/stocks/bars"
+        symbols = [path.split("/")[3]] if single else query.get("symbols", "").split(",")
+        if query.get("timeframe") != "1Day":
+            return 422, {"code": 42210000, "message": "the fake serves timeframe=1Day only"}
+        lo = dt.datetime.fromisoformat(query["start"]) if "start" in query else None
+        hi = dt.datetime.fromisoformat(query["end"]) if "end" in query else self.now
+        rows: list[tuple[str, dict[str, Any]]] = []
+        for symbol in symbols:
+            for day, o, h, low, c, v in self.daily.get(symbol, []):
+                stamp = at(day.isoformat(), "00:00")
+                if at(day.isoformat(), "09:30") > min(self.now, hi) or (lo and stamp < lo):
+                    continue
+                if self.now < at(day.isoformat(), "16:00"):  # today's bar, still forming
+                    h, low, c, v = o, o, o, 100.0
+                t = stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                bar = {"t": t, "o": o, "h": h, "l": low, "c": c, "v": v, "n": 1000, "vw": c}
+                rows.append((symbol, bar))
+        first = int(query.get("page_token") or 0)
+        size = min(int(query.get("limit") or 1000), self.page_size)
+        page = rows[first : first + size]
+        token = str(first + size) if first + size < len(rows) else None
+        if single:
+            return 200, {
+                "bars": [b for _, b in page],
+                "symbol": symbols[0],
+                "next_page_token": token,
+            }
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for symbol, bar in page:
+            grouped.setdefault(symbol, []).append(bar)
+        return 200, {"bars": grouped, "next_page_token": token}
 
     def position_list(self, query: dict[str, str]) -> tuple[int, Any]:
         out = []

@@ -89,6 +89,7 @@ def fake_alpaca(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv(alpaca_client.KEY_ENV, "PKFAKEKEY")
     monkeypatch.setenv(alpaca_client.SECRET_ENV, "fake-secret")
     monkeypatch.setenv(alpaca_client.URL_ENV, fake.url)
+    monkeypatch.setenv(alpaca_client.DATA_URL_ENV, fake.url)
     send, open_clients = requests.adapters.HTTPAdapter.send, alpaca_client.open_clients
 
     def local_send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:

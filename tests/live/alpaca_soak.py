@@ -1,0 +1,219 @@
+"""The Alpaca soak: one account, a simulated month of sessions on the fake Alpaca server, seeded
+SIGKILLs of ``paper step`` and seeded 5xx/429 answers; then the counts and a reconciliation.
+
+Each session ``D``: the fake's clock is 19:30 ET on ``D`` (opening orders accepted), ``paper step
+--asof D`` runs in a child forked from ``tests/faults/fork_server.py``, and is run again until it
+exits 0: after a SIGKILL at a seeded moment (uniform over an uninterrupted step's duration; a kill
+that comes after the step ended is owed to the next session) or a failure (an injected error
+that outlasted the retries). Then the open of the next session fills the opening orders.
+
+Used by ``tests/live/test_alpaca_soak.py`` and ``benchmarks/alpaca_soak.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FAULTS = Path(__file__).resolve().parents[1] / "faults"
+WARM = f"""
+import sys
+sys.path.insert(0, {str(FAULTS)!r})
+import fork_server
+import alpaca.trading.client, alpaca.trading.requests, requests
+from market_metarl.data.sources import load_bars
+from market_metarl.live.calendar import get_calendar
+from market_metarl.live import alpaca
+get_calendar("XNYS").sessions("2019-01-02", "2019-01-31")
+for symbol in sys.argv[1:]:
+    load_bars("bundled:" + symbol)
+fork_server.serve()
+"""
+"""``tests/faults/fork_server.py``, after warming what every ``paper step`` of an Alpaca account
+reads (alpaca-py, the calendar, the bundled bars): a child then spends its time stepping."""
+
+
+class Runner:
+    """``market-metarl ARGV`` in children forked from one warm server; kills on request."""
+
+    def __init__(self, cwd: Path, symbols: Sequence[str] = ()) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WARM, *symbols],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=cwd,
+        )
+        assert self._line() == "ready"
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, "the fork server died"
+        return line.strip()
+
+    def run(self, argv: list[str], kill_after: float | None = None) -> tuple[int, float]:
+        """Run ``argv`` (SIGKILL after ``kill_after`` s): its exit code and seconds."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(argv) + "\n")
+        self.proc.stdin.flush()
+        line, start = self._line(), time.perf_counter()
+        if kill_after is not None:
+            time.sleep(kill_after)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split()[1]), signal.SIGKILL)
+        while not (line := self._line()).startswith("exit "):
+            pass
+        return int(line.split()[1]), time.perf_counter() - start
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@dataclass
+class SoakReport:
+    """What a soak did and found (``duplicates`` and ``differences`` must be 0)."""
+
+    symbols: list[str]
+    sessions: int = 0
+    runs: int = 0
+    kills: int = 0
+    failed_runs: int = 0
+    injected: dict[str, int] = field(default_factory=dict)
+    posts: int = 0
+    orders_sent: int = 0
+    orders_expired: int = 0
+    duplicates: int = 0
+    reconciliations: int = 0
+    differences: int = 0
+    max_difference: float = 0.0
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        injected = ", ".join(f"{k}: {v}" for k, v in sorted(self.injected.items())) or "none"
+        return [
+            f"symbols {','.join(self.symbols)}: {self.sessions} sessions, {self.runs} runs of "
+            f"paper step, {self.kills} SIGKILLs, {self.failed_runs} failed runs",
+            f"injected errors ({sum(self.injected.values())}): {injected}",
+            f"order POSTs {self.posts}, orders at the broker {self.orders_sent}, expired unsent "
+            f"{self.orders_expired}, duplicates {self.duplicates}",
+            f"reconciliations {self.reconciliations}, differences {self.differences} "
+            f"(max {self.max_difference:.3g}), {self.seconds:.1f} s",
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def run_session(
+    runner: Runner, argv: list[str], kill: float | None, report: SoakReport, tries: int = 30
+) -> tuple[bool, float]:
+    """Run one session's step until it exits 0: whether ``kill`` landed, the last run's seconds."""
+    landed = False
+    for _ in range(tries):
+        code, seconds = runner.run(argv, None if landed else kill)
+        report.runs += 1
+        if code == 0:
+            return landed, seconds
+        if code == -signal.SIGKILL:
+            report.kills += 1
+            landed = True
+        else:
+            report.failed_runs += 1
+    raise AssertionError(f"{argv} did not succeed in {tries} runs")
+
+
+def soak(
+    db: Path,
+    fake: Any,
+    runner: Runner,
+    days: Sequence[str],
+    opens: dict[str, dict[str, float]],
+    kills: int = 10,
+    seed: int = 0,
+) -> SoakReport:
+    """Step ``db`` through ``days`` with ``kills`` seeded SIGKILLs; see the module docstring.
+
+    Args:
+        db: An Alpaca account's ledger (created on ``fake``; the fork server's environment
+            points at ``fake``).
+        fake: The fake Alpaca server (its chaos already set by the caller, if any).
+        runner: The fork server the steps run in.
+        days: The sessions, in order (ISO dates).
+        opens: Open price of each symbol on each day (the day after the last one included).
+        kills: SIGKILLs to deliver, at most one per session.
+        seed: Seeds which sessions are killed and when (never the first; a kill comes within
+            90 % of the last uninterrupted step's duration).
+    """
+    rng, report, t0 = np.random.default_rng(seed), SoakReport(symbols=[]), time.perf_counter()
+    report.symbols = sorted(opens[days[0]])
+    duration = 0.0
+    for i, day in enumerate(days):
+        fake.evening(day)
+        # spread the kills left over the sessions left (a kill that missed stays owed)
+        owed = min(1.0, (kills - report.kills) / max(len(days) - i, 1))
+        kill = float(rng.uniform(0.0, 0.9 * duration)) if i and rng.random() < owed else None
+        argv = ["paper", "step", "--db", str(db), "--asof", day]
+        _, duration = run_session(runner, argv, kill, report)  # the next kill: within it
+        report.sessions += 1
+        nxt = days[i + 1] if i + 1 < len(days) else None
+        if nxt is not None:
+            fake.open_day(nxt, opens[nxt])
+    report.seconds = time.perf_counter() - t0
+    return check(db, fake, report)
+
+
+def check(db: Path, fake: Any, report: SoakReport) -> SoakReport:
+    """Fill in what the broker holds against the ledger: orders, duplicates, differences."""
+    import sqlite3
+
+    taken = fake.taken()
+    per_id = Counter(o["client_order_id"] for o in taken)
+    report.posts, report.orders_sent, report.injected = fake.posts, len(taken), dict(fake.injected)
+    report.duplicates = sum(n - 1 for n in per_id.values())
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT client_id, state, alpaca_id FROM alpaca_orders").fetchall()
+        recs = [r[0] for r in conn.execute("SELECT difference FROM reconciliations")]
+        shares = dict(conn.execute("SELECT symbol, shares FROM positions").fetchall())
+    finally:
+        conn.close()
+    by_id = {o["client_order_id"]: o for o in taken}
+    sent = {cid: aid for cid, state, aid in rows if state == "sent"}
+    report.orders_expired = sum(state == "expired" for _, state, _ in rows)
+    # every order at the broker is one the ledger sent, under the id the broker gave it
+    report.duplicates += len(set(by_id) ^ set(sent))
+    report.duplicates += sum(by_id[c]["id"] != a for c, a in sent.items() if c in by_id)
+    report.reconciliations = len(recs)
+    report.differences = sum(d > 1e-9 for d in recs)
+    report.max_difference = max(recs, default=0.0)
+    held = {s: q for s, q in shares.items() if q}
+    if held != {s: q for s, q in fake.positions.items() if q}:
+        report.differences += 1
+    return report
+
+
+def session_days(first: str, count: int) -> list[str]:
+    """``count`` XNYS sessions from ``first``, ISO dates."""
+    from market_metarl.live.calendar import get_calendar
+
+    start = dt.date.fromisoformat(first)
+    days = get_calendar("XNYS").sessions(start, start + dt.timedelta(days=2 * count + 10))
+    return [d.date().isoformat() for d in days[:count]]
