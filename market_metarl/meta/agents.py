@@ -22,7 +22,7 @@ import torch
 from market_metarl.meta.adapt import Params, adapt, detached_copy, params_of
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.policies import GRUPolicy, MLPPolicy
-from market_metarl.meta.rollout import gru_rollout, mlp_loss
+from market_metarl.meta.rollout import gru_rollout, mlp_loss, task_losses
 
 
 def _as_batch(obs: np.ndarray) -> torch.Tensor:
@@ -89,6 +89,39 @@ class GradientAgent:
             max_grad_norm=self.inner.max_grad_norm,
         )
         self.params = {k: v.detach() for k, v in adapted.items()}
+
+    def adapt_many(self, supports: Episode) -> Params:
+        """:meth:`adapt` on B supports at once: the parameters adapted on each, stacked.
+
+        Every support starts from ``start``; the loss is the sum of the supports' own losses
+        (:func:`~market_metarl.meta.rollout.task_losses`, evaluated per task with batched matrix
+        products), so each parameter set's gradient is its support's alone, and clipping is per
+        support (``per_task``): the same steps as B calls of :meth:`adapt`, up to float rounding.
+        Leaves ``self.params`` as it is.
+
+        Args:
+            supports: B support windows of equal length (an episode of batch B).
+
+        Returns:
+            The parameters by name, each with a leading axis of B (detached).
+        """
+        b = supports.batch
+        start = {k: v.detach().expand(b, *v.shape).clone() for k, v in self.start.items()}
+        if self.inner.steps == 0 or supports.days == 0:
+            return start
+        lr = self.inner.lr
+        if isinstance(lr, Mapping):
+            lr = {k: v.detach() for k, v in lr.items()}
+        adapted = adapt(
+            {k: v.requires_grad_(True) for k, v in start.items()},
+            lambda p: task_losses(self.policy, p, supports, per_task=True).sum(),
+            steps=self.inner.steps,
+            lr=lr,
+            first_order=True,
+            max_grad_norm=self.inner.max_grad_norm,
+            per_task=True,
+        )
+        return {k: v.detach() for k, v in adapted.items()}
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
