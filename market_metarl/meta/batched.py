@@ -32,7 +32,7 @@ from market_metarl.envs.accounting import drift
 from market_metarl.meta.agents import GradientAgent
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.protocol import rolling_blocks
-from market_metarl.meta.rollout import mlp_weights
+from market_metarl.meta.rollout import held_after_close
 from market_metarl.types import DataError
 
 Block = tuple[int, int]
@@ -93,7 +93,7 @@ def _unpad(weights: torch.Tensor, blocks: Sequence[Block]) -> np.ndarray:
 
 @torch.no_grad()
 def _stateless(
-    agent: GradientAgent, ep: Episode, blocks: Sequence[Block], params: dict
+    agent: GradientAgent, ep: Episode, blocks: Sequence[Block], params: dict[str, torch.Tensor]
 ) -> np.ndarray:
     """Weights of a policy that ignores its position: one forward pass over every block's days."""
     rows = _padded_rows(blocks, ep.days - 1)
@@ -102,18 +102,29 @@ def _stateless(
 
 @torch.no_grad()
 def _segments(
-    agent: GradientAgent, ep: Episode, blocks: Sequence[Block], params: dict
+    agent: GradientAgent, ep: Episode, blocks: Sequence[Block], params: dict[str, torch.Tensor]
 ) -> np.ndarray:
-    """Weights of independent blocks, each from a flat book, one batched step a day."""
+    """Weights of independent blocks, each from a flat book, one batched step a day.
+
+    The held weight enters the float32 observation after a float64 drift, as in ``act_days``.
+    """
     rows = _padded_rows(blocks, ep.days - 1)
     prices = torch.cat([rows, (rows[:, -1:] + 1).clamp(max=ep.days)], 1)
     side = replace(ep, obs=ep.obs[0, rows], opens=ep.opens[0, prices], closes=ep.closes[0, prices])
-    return _unpad(mlp_weights(agent.policy, params, side, per_task=True), blocks)
+    target = torch.zeros(side.batch, side.n_assets, dtype=torch.float64)
+    out = []
+    for t in range(side.days):
+        held = held_after_close(target, side, t) if t > 0 else target
+        obs = side.obs[:, t].clone()
+        obs[:, ep.position_slice] = held.float()
+        target = agent.policy.forward_per_task(params, obs).double()
+        out.append(target)
+    return _unpad(torch.stack(out, 1), blocks)
 
 
 @torch.no_grad()
 def _chained(
-    agent: GradientAgent, ep: Episode, blocks: Sequence[Block], params: dict
+    agent: GradientAgent, ep: Episode, blocks: Sequence[Block], params: dict[str, torch.Tensor]
 ) -> np.ndarray:
     """Weights of consecutive blocks day by day, each from the weights the previous one left.
 
