@@ -7,7 +7,9 @@ every strategy of the registry, in memory (:func:`~market_metarl.backtest.runner
 targets, both books, statistics; no files written). Each round runs the old path
 (``batched=False``: every block adapted and acted day by day) and the new one (``batched=True``:
 :mod:`~market_metarl.meta.batched`), alternating which goes first; figures are medians (imports warmed first). It also
-checks that both paths give the same positions (largest gap per strategy, against 1e-5).
+checks that both paths give the same positions (largest gap per strategy, against 1e-5). Both
+paths adapt with the same batched products (``GradientAgent.adapt`` is ``adapt_many`` on a batch
+of one); the old one does so block by block, acting day by day through ``act_days``.
 
 Goal (issue 17, item 1): the rolling backtest of one asset-decade with all strategies >= 3x faster.
 

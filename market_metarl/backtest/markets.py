@@ -356,8 +356,8 @@ def schedule(
     ``regime``: per segment, ``adapt_at`` then ``act_days`` from a flat book. ``rolling``: one
     call of ``rolling_targets`` over all blocks (each block starts from the previous one's book).
     With ``batched`` a gradient agent (or a frozen one) runs every block at once instead
-    (:mod:`~market_metarl.meta.batched`: the same positions up to float32 rounding); ``False``
-    keeps the day-by-day path for every agent.
+    (:mod:`~market_metarl.meta.batched`: the same positions, bit for bit or to float32
+    rounding); ``False`` keeps the day-by-day path for every agent.
     """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")

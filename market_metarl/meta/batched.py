@@ -13,10 +13,14 @@ the one :func:`~market_metarl.meta.adapt.adapt` primitive with ``per_task`` clip
   from the weights the previous one left), one row a day, as :func:`~market_metarl.meta.protocol.
   act_days` does minus the daily PnL, which a gradient agent does not read.
 
-The positions equal the day-by-day path (:func:`~market_metarl.meta.protocol.rolling_targets`,
-``adapt_at`` then ``act_days``) up to float32 rounding: the batched matrix products sum in another
-order than the per-block ones, and the adaptation's gradient steps carry those last-bit
-differences on (a test bounds the gap). Timing is the protocol's: a block's support ends at the
+The adaptation is exactly the day-by-day path's: ``GradientAgent.adapt`` is
+:meth:`~market_metarl.meta.agents.GradientAgent.adapt_many` on a batch of one, and batched matrix
+products give each support the same numbers whatever the batch. So a rolling backtest of a policy
+that reads its position holds, bit for bit, the positions of
+:func:`~market_metarl.meta.protocol.rolling_targets` and of paper trading (which replays it). The
+one-pass rollouts (a policy that ignores its position; regime segments side by side) use batched
+products over many days instead of ``act``'s one-day ones: the same positions up to float32
+rounding (a test bounds the gap at 1e-5). Timing is the protocol's: a block's support ends at the
 close of its adaptation day.
 """
 
