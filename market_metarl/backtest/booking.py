@@ -111,6 +111,7 @@ class Job:
     model: CostModel
     cash: float
     settings: BacktestSettings = field(default_factory=BacktestSettings)
+    batched: bool = True
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,12 @@ def backtest_piece(job: Job, unit: tuple[str, int, int]) -> Piece:
     strategy, seed, m = unit
     market = job.markets[m]
     agent, fit = make_agent_with_info(job.run, strategy, seed, market, job.settings)
-    weights = schedule(agent, market, job.protocol, job.adapt_days, job.every)
+    weights = schedule(agent, market, job.protocol, job.adapt_days, job.every, job.batched)
     account = book(label_of(strategy, seed), strategy, seed, market, weights, job.model, job.cash)
     zero_shot = None
     if strategy == UNDER_TEST:
-        pre = schedule(FrozenAgent(agent), market, job.protocol, job.adapt_days, job.every)
+        frozen = FrozenAgent(agent)
+        pre = schedule(frozen, market, job.protocol, job.adapt_days, job.every, job.batched)
         booked = book("zero-shot", strategy, seed, market, pre, job.model, job.cash)
         zero_shot = booked.task_returns()
     return Piece(account, zero_shot, fit)

@@ -34,6 +34,8 @@ import pandas as pd
 
 from market_metarl.data.sources import load_bars
 from market_metarl.data.tasks import symbol_name
+from market_metarl.meta.agents import GradientAgent
+from market_metarl.meta.batched import block_targets, rolling_targets_batched
 from market_metarl.meta.contracts import Agent
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.protocol import (
@@ -342,13 +344,26 @@ def regime_markets(
 
 
 def schedule(
-    agent: Agent, market: Market, protocol: Protocol, k_days: int, every: int
+    agent: Agent,
+    market: Market,
+    protocol: Protocol,
+    k_days: int,
+    every: int,
+    batched: bool = True,
 ) -> np.ndarray:
     """Target weights ``(days,)`` of every decision row of the market's view (flat off-segment).
 
     ``regime``: per segment, ``adapt_at`` then ``act_days`` from a flat book. ``rolling``: one
     call of ``rolling_targets`` over all blocks (each block starts from the previous one's book).
+    With ``batched`` a gradient agent (or a frozen one) runs every block at once instead
+    (:mod:`~market_metarl.meta.batched`: the same positions, bit for bit or to float32
+    rounding); ``False`` keeps the day-by-day path for every agent.
     """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    inner, adapt = (agent.inner, False) if isinstance(agent, FrozenAgent) else (agent, True)
+    if batched and isinstance(inner, GradientAgent):
+        return _batched_schedule(inner, market, protocol, k_days, every, adapt)
     view = market.view
     ep = view.episode
     out = np.zeros(view.days)
@@ -356,10 +371,25 @@ def schedule(
         a, b = market.first_row, market.stop_row
         out[a:b] = rolling_targets(agent, view, a, b, k_days, every)[:, 0]
         return out
-    if protocol != "regime":
-        raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
     for seg in market.segments:
         adapt_at(agent, ep, seg.adapt_row, k_days)
         targets, _ = act_days(agent, ep, seg.adapt_row, seg.stop_row, np.zeros(ep.n_assets))
         out[seg.adapt_row : seg.stop_row] = targets[:, 0]
+    return out
+
+
+def _batched_schedule(
+    agent: GradientAgent, market: Market, protocol: Protocol, k_days: int, every: int, adapt: bool
+) -> np.ndarray:
+    """:func:`schedule` of a gradient agent through :func:`~market_metarl.meta.batched.block_targets`."""
+    ep = market.view.episode
+    out = np.zeros(market.view.days)
+    if protocol == "rolling":
+        a, b = market.first_row, market.stop_row
+        out[a:b] = rolling_targets_batched(agent, ep, a, b, k_days, every, adapt)[:, 0]
+        return out
+    blocks = [(seg.adapt_row, seg.stop_row) for seg in market.segments]
+    weights = block_targets(agent, ep, blocks, k_days, chained=False, adapt=adapt)[:, 0]
+    for (a, b), start in zip(blocks, np.cumsum([0] + [b - a for a, b in blocks]), strict=False):
+        out[a:b] = weights[start : start + b - a]
     return out

@@ -138,13 +138,16 @@ def compute(
     progress: bool = False,
     backend: Backend | None = None,
     settings: BacktestSettings | None = None,
+    batched: bool = True,
 ) -> Backtest:
     """Run every strategy through the protocol and both books (no files written).
 
     Each ``(strategy, seed, market)`` is an independent piece run by ``backend`` (default:
     in this process); results are assembled in the same order whatever backend ran them.
     ``strategies`` defaults to every strategy of the registry and must include ``adapted``;
-    ``settings`` to the run's ``[backtest]`` table.
+    ``settings`` to the run's ``[backtest]`` table. ``batched=False`` runs the gradient agents'
+    blocks one by one, day by day (the reference path of the fast one; see
+    :func:`~market_metarl.backtest.markets.schedule`).
     """
     _check_protocol(protocol)
     if run.n_assets != 1:
@@ -161,7 +164,7 @@ def compute(
         (s, seed, m) for s in names for seed in seeds_of(s, seeds) for m in range(len(markets))
     ]
     load_learned(run, names)  # every checkpoint read before the progress bar starts
-    job = Job(run, markets, protocol, k, every, model, cash, settings)
+    job = Job(run, markets, protocol, k, every, model, cash, settings, batched)
     accounts, zero_shot, fits = _assemble(
         units, _run_pieces(job, units, progress, backend), markets
     )
@@ -264,7 +267,7 @@ def run_backtest(
     out = Path(out_dir)
     check_out(out)
     _check_protocol(protocol)
-    check_inputs(data_spec, start, end)  # before the run is opened (its task set is rebuilt)
+    check_inputs(data_spec, start, end)  # bad input fails before the run is opened
     run = TrainedRun.open(run_dir)
     doc, bt = evaluate(
         run, data_spec, protocol, adapt_days, start, end, seeds, every, n_boot, bootstrap_seed,

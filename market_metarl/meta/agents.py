@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from market_metarl.meta.adapt import Params, adapt, detached_copy, params_of
+from market_metarl.meta.adapt import Params, adapt, params_of
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.policies import GRUPolicy, MLPPolicy
-from market_metarl.meta.rollout import gru_rollout, mlp_loss
+from market_metarl.meta.rollout import gru_rollout, task_losses
 
 
 def _as_batch(obs: np.ndarray) -> torch.Tensor:
@@ -66,29 +66,55 @@ class GradientAgent:
     def adapt(self, support: Episode) -> None:
         """Take ``inner.steps`` first-order gradient steps from ``start`` on the support's PnL.
 
-        The loss is :func:`~market_metarl.meta.rollout.mlp_loss` (minus the mean daily log
-        return, in per cent) through the one :func:`~market_metarl.meta.adapt.adapt` primitive;
-        learned step sizes enter as constants. With no steps or an empty support the parameters
-        stay as they are.
+        The loss is the policy's objective on the support (:func:`~market_metarl.meta.rollout.
+        task_losses`; by default minus the mean daily log return, in per cent) through the one
+        :func:`~market_metarl.meta.adapt.adapt` primitive; learned step sizes enter as
+        constants. With no steps or an empty support the parameters stay as they are.
+
+        It is :meth:`adapt_many` on a batch of one: the batched matrix products give every
+        support the same numbers whatever the batch, so a backtest that adapts all its blocks at
+        once (:mod:`~market_metarl.meta.batched`) and paper trading, which adapts one block a
+        day, hold the same positions bit for bit.
 
         Args:
             support: The support days of one task (an episode of batch 1).
         """
         if self.inner.steps == 0 or support.days == 0:
             return
-        start = detached_copy(self.start)
+        self.params = {k: v[0] for k, v in self.adapt_many(support).items()}
+
+    def adapt_many(self, supports: Episode) -> Params:
+        """:meth:`adapt` on B supports at once: the parameters adapted on each, stacked.
+
+        Every support starts from ``start``; the loss is the sum of the supports' own losses
+        (:func:`~market_metarl.meta.rollout.task_losses`, evaluated per task with batched matrix
+        products), so each parameter set's gradient is its support's alone, and clipping is per
+        support (``per_task``): the same steps as B calls of :meth:`adapt`, up to float rounding.
+        Leaves ``self.params`` as it is.
+
+        Args:
+            supports: B support windows of equal length (an episode of batch B).
+
+        Returns:
+            The parameters by name, each with a leading axis of B (detached).
+        """
+        b = supports.batch
+        start = {k: v.detach().expand(b, *v.shape).clone() for k, v in self.start.items()}
+        if self.inner.steps == 0 or supports.days == 0:
+            return start
         lr = self.inner.lr
         if isinstance(lr, Mapping):
             lr = {k: v.detach() for k, v in lr.items()}
         adapted = adapt(
-            start,
-            lambda p: mlp_loss(self.policy, p, support),
+            {k: v.requires_grad_(True) for k, v in start.items()},
+            lambda p: task_losses(self.policy, p, supports, per_task=True).sum(),
             steps=self.inner.steps,
             lr=lr,
             first_order=True,
             max_grad_norm=self.inner.max_grad_norm,
+            per_task=True,
         )
-        self.params = {k: v.detach() for k, v in adapted.items()}
+        return {k: v.detach() for k, v in adapted.items()}
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, reward: float = 0.0) -> np.ndarray:
