@@ -143,6 +143,37 @@ def fused_vs_batched(bars: pd.DataFrame, batch: int, rounds: int, steps: int) ->
     }
 
 
+def torch_rates(bars: pd.DataFrame, steps: int = 50) -> dict[str, float]:
+    """Env-steps/s of TorchBatchedTradingEnv on CUDA at B = 16384, 262144, 1048576.
+
+    The books are replicas of BATCH tasks (each book its own state); the clock stops after
+    ``torch.cuda.synchronize()``, so queued kernels are counted.
+    """
+    import torch
+
+    from market_metarl.envs.torch_env import TorchBatchedTradingEnv
+
+    base = BatchedTradingEnv(batch_tasks(bars, BATCH), EnvSpec(window=WINDOW))
+    rates: dict[str, float] = {}
+    for total in (16384, 262144, 1048576):
+        env = TorchBatchedTradingEnv(base, "cuda", replicas=total // BATCH)
+        env.reset(seed=0)
+        actions = torch.randint(0, 3, (steps, total), device="cuda")
+        env.step(actions[0])
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for a in actions:
+            env.step(a)
+        torch.cuda.synchronize()
+        rates[str(total)] = round(total * steps / (time.perf_counter() - start), 1)
+        print(
+            f"TorchBatchedTradingEnv (cuda), B={total:8d}: {rates[str(total)]:16,.0f} env-steps/s"
+        )
+        del env
+        torch.cuda.empty_cache()
+    return rates
+
+
 def batched_rate(bars: pd.DataFrame, steps: int, seconds: float) -> float:
     spec = EnvSpec(window=WINDOW)
     env = BatchedTradingEnv(batch_tasks(bars, BATCH), spec)
@@ -203,6 +234,10 @@ def main() -> None:
     print(f"batched / anytrading: {result['batched_vs_anytrading']:.2f}x (goal >= 100)")
     print(f"fused / batched, B={BATCH}: {result['fused_vs_batched']:.2f}x (goal >= 2)")
     print(f"fused / batched, B=128:  {result['fused_vs_batched_b128']:.2f}x")
+    import torch
+
+    if torch.cuda.is_available():  # goal: >= 500M env-steps/s at B=1048576 on an H200
+        result["torch_env_steps_per_s"] = torch_rates(bars)
     print(json.dumps(result))
 
 
