@@ -188,11 +188,10 @@ def _observe(p: Any, st: Any, with_time: bool, out: Any) -> None:
     t, equity = st[2], st[3]
     obs, equity_out, position, date_out = out[0], out[4], out[5], out[8]
     n, length, dim = position.shape[1], p[0].shape[1], obs.shape[1]
-    slots = n + 1 if with_time else n
-    for b in range(len(t)):  # one contiguous run per book
+    for b in range(len(t)):  # one contiguous run per book, state slots overwritten below
         row, start = obs[b], b * block + t[b] * width
         src = windows[start : start + dim]
-        for k in range(slots, dim):
+        for k in range(dim):  # a constant start: LLVM vectorises this, not range(slots, dim)
             row[k] = src[k]
     for b in range(len(t)):
         for i in range(n):
