@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	# the distributed extra (Ray) too: the tests check that both backends give the same results;
 	# the tensorboard extra: the tests read back the event files a run writes;
-	# the alpaca extra: the Alpaca broker's tests run the real alpaca-py client against a fake server
-	$(BIN)/python -m pip install --quiet -e '.[dev,distributed,tensorboard,alpaca]'
+	# the alpaca extra: the Alpaca broker's tests run the real alpaca-py client against a fake server;
+	# the fast extra: numba, so the fused env step's compiled kernel is tested too
+	$(BIN)/python -m pip install --quiet -e '.[dev,distributed,tensorboard,alpaca,fast]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -7,8 +7,12 @@ gym-anytrading returns a view of its feature array as observation; it is copied 
 return copies. It is only a speed reference: it has no costs model beyond a flat fee, no cash
 accounting and no causal feature windows.
 
-Run: ``.venv/bin/python benchmarks/env_throughput.py`` (about a minute). The last line printed is
-one JSON object with the figures and the ratios.
+The fused step (:class:`FusedTradingEnv`: numba when installed, else numpy with preallocated
+buffers) is timed against the reference batched step at B=128 and B=1024, in alternating rounds on
+the same actions, and the medians compared.
+
+Run: ``.venv/bin/python benchmarks/env_throughput.py`` (about a minute; ``--quick`` for a busy
+machine). The last line printed is one JSON object with the figures and the ratios.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from market_metarl.envs.fused import FusedTradingEnv
 from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.spec import EnvSpec
 from market_metarl.envs.trading_env import TradingEnv
@@ -100,13 +105,78 @@ def anytrading_rate(bars: pd.DataFrame, steps: int, seconds: float) -> float:
     return timed(run, seconds)
 
 
-def batched_rate(bars: pd.DataFrame, steps: int, seconds: float) -> float:
+def batch_tasks(bars: pd.DataFrame, batch: int) -> list[TaskMarket]:
+    """``batch`` tasks of TASK_DAYS days each, spread evenly over the series."""
     spec = EnvSpec(window=WINDOW)
     full = TaskMarket.from_bars(bars, spec.features, WINDOW)
     warm = WINDOW - 1 + spec.features.warmup
-    starts = np.linspace(full.first, full.last - TASK_DAYS, BATCH).astype(int)
-    tasks = [full.sub(int(s), int(s) + TASK_DAYS, warm) for s in starts]
-    env = BatchedTradingEnv(tasks, spec)
+    starts = np.linspace(full.first, full.last - TASK_DAYS, batch).astype(int)
+    return [full.sub(int(s), int(s) + TASK_DAYS, warm) for s in starts]
+
+
+def fused_vs_batched(bars: pd.DataFrame, batch: int, rounds: int, steps: int) -> dict[str, float]:
+    """Env-steps/s of the reference and the fused step, timed in alternating rounds (medians).
+
+    Alternating rounds share whatever else the machine is doing between the two, so the ratio
+    holds better than either figure on a busy machine.
+    """
+    tasks = batch_tasks(bars, batch)
+    spec = EnvSpec(window=WINDOW)
+    envs = {"batched": BatchedTradingEnv(tasks, spec), "fused": FusedTradingEnv(tasks, spec)}
+    actions = np.random.default_rng(1).integers(0, 3, (steps, batch))
+    rates: dict[str, list[float]] = {name: [] for name in envs}
+    for env in envs.values():
+        env.reset(seed=0)
+        env.step(actions[0])  # warm-up (numba compiles on the first call)
+    for _ in range(rounds):
+        for name, env in envs.items():
+            start = time.perf_counter()
+            for a in actions:
+                env.step(a)
+            rates[name].append(steps * batch / (time.perf_counter() - start))
+    fused = envs["fused"]
+    assert isinstance(fused, FusedTradingEnv)
+    return {
+        "batched": float(np.median(rates["batched"])),
+        "fused": float(np.median(rates["fused"])),
+        "kernel": fused.kernel,  # type: ignore[dict-item]
+    }
+
+
+def torch_rates(bars: pd.DataFrame, steps: int = 50) -> dict[str, float]:
+    """Env-steps/s of TorchBatchedTradingEnv on CUDA at B = 16384, 262144, 1048576.
+
+    The books are replicas of BATCH tasks (each book its own state); the clock stops after
+    ``torch.cuda.synchronize()``, so queued kernels are counted.
+    """
+    import torch
+
+    from market_metarl.envs.torch_env import TorchBatchedTradingEnv
+
+    base = BatchedTradingEnv(batch_tasks(bars, BATCH), EnvSpec(window=WINDOW))
+    rates: dict[str, float] = {}
+    for total in (16384, 262144, 1048576):
+        env = TorchBatchedTradingEnv(base, "cuda", replicas=total // BATCH)
+        env.reset(seed=0)
+        actions = torch.randint(0, 3, (steps, total), device="cuda")
+        env.step(actions[0])
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for a in actions:
+            env.step(a)
+        torch.cuda.synchronize()
+        rates[str(total)] = round(total * steps / (time.perf_counter() - start), 1)
+        print(
+            f"TorchBatchedTradingEnv (cuda), B={total:8d}: {rates[str(total)]:16,.0f} env-steps/s"
+        )
+        del env
+        torch.cuda.empty_cache()
+    return rates
+
+
+def batched_rate(bars: pd.DataFrame, steps: int, seconds: float) -> float:
+    spec = EnvSpec(window=WINDOW)
+    env = BatchedTradingEnv(batch_tasks(bars, BATCH), spec)
     actions = np.random.default_rng(1).integers(0, 3, (steps, BATCH))
     env.reset(seed=0)
 
@@ -121,7 +191,15 @@ def batched_rate(bars: pd.DataFrame, steps: int, seconds: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="timing per env (after warm-up)")
+    parser.add_argument(
+        "--rounds", type=int, default=9, help="alternating rounds of the fused/batched comparison"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1 s per env and 5 rounds (busy machines)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 1.0, 5
 
     bars, source = load_series()
     print(f"series: {source}, {len(bars)} days; window {WINDOW}; batch {BATCH}")
@@ -131,6 +209,12 @@ def main() -> None:
     print(f"gym-anytrading StocksEnv:     {anytrading:14,.0f} steps/s")
     batched = batched_rate(bars, 50, args.seconds)
     print(f"BatchedTradingEnv (B={BATCH}): {batched:14,.0f} env-steps/s")
+    fused = {b: fused_vs_batched(bars, b, args.rounds, 40) for b in (128, BATCH)}
+    for b, r in fused.items():
+        print(
+            f"B={b:5d}: BatchedTradingEnv {r['batched']:12,.0f}  FusedTradingEnv ({r['kernel']}) "
+            f"{r['fused']:12,.0f} env-steps/s (medians of {args.rounds} alternating rounds)"
+        )
     result = {
         "series": source,
         "window": WINDOW,
@@ -140,9 +224,20 @@ def main() -> None:
         "batched_env_steps_per_s": round(batched, 1),
         "single_vs_anytrading": round(single / anytrading, 3),
         "batched_vs_anytrading": round(batched / anytrading, 3),
+        "fused_kernel": fused[BATCH]["kernel"],
+        "fused_env_steps_per_s": {str(b): round(r["fused"], 1) for b, r in fused.items()},
+        "reference_env_steps_per_s": {str(b): round(r["batched"], 1) for b, r in fused.items()},
+        "fused_vs_batched": round(fused[BATCH]["fused"] / fused[BATCH]["batched"], 3),
+        "fused_vs_batched_b128": round(fused[128]["fused"] / fused[128]["batched"], 3),
     }
     print(f"single / anytrading:  {result['single_vs_anytrading']:.2f}x (goal >= 1)")
     print(f"batched / anytrading: {result['batched_vs_anytrading']:.2f}x (goal >= 100)")
+    print(f"fused / batched, B={BATCH}: {result['fused_vs_batched']:.2f}x (goal >= 2)")
+    print(f"fused / batched, B=128:  {result['fused_vs_batched_b128']:.2f}x")
+    import torch
+
+    if torch.cuda.is_available():  # goal: >= 500M env-steps/s at B=1048576 on an H200
+        result["torch_env_steps_per_s"] = torch_rates(bars)
     print(json.dumps(result))
 
 

@@ -38,6 +38,7 @@ _LAZY = {
     "TradingEnv": "market_metarl.envs.trading_env",
     "PortfolioEnv": "market_metarl.envs.portfolio_env",
     "BatchedTradingEnv": "market_metarl.envs.vector_env",
+    "FusedTradingEnv": "market_metarl.envs.fused",
     "TaskMarket": "market_metarl.envs.market",
     "CostModel": "market_metarl.envs.costs",
     "MarketSimulator": "market_metarl.envs.simulator",

@@ -29,6 +29,13 @@ ENTRY_POINTS: dict[str, str] = {
 }
 """Env id -> ``module:callable`` building the env (imported by Gymnasium on ``gym.make``)."""
 
+VECTOR_ENTRY_POINTS: dict[str, str] = {
+    TRADING_ID: "market_metarl.envs.vector_make:default_batched_env",
+}
+"""Env id -> ``module:callable`` building ``num_envs`` envs as one batched env
+(``gym.make_vec(id, num_envs=8)``; Gymnasium uses it unless ``vectorization_mode`` says otherwise).
+"""
+
 
 def register_envs() -> None:
     """Register every id of :data:`ENTRY_POINTS` not yet in Gymnasium's registry (idempotent).
@@ -40,4 +47,8 @@ def register_envs() -> None:
 
     for env_id, entry_point in ENTRY_POINTS.items():
         if env_id not in registry:
-            register(id=env_id, entry_point=entry_point)
+            register(
+                id=env_id,
+                entry_point=entry_point,
+                vector_entry_point=VECTOR_ENTRY_POINTS.get(env_id),
+            )

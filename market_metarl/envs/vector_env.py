@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,9 @@ class BatchedTradingEnv(VectorEnv):
     reward 0 and ``terminated = truncated = False``.
 
     ``infos`` holds arrays ``date`` (``datetime64[D]``, the close just marked), ``equity``,
-    ``position`` (``(B, N)`` weights at that close), ``cost`` and ``turnover``.
+    ``position`` (``(B, N)`` weights at that close), ``cost`` and ``turnover``, each with
+    Gymnasium's mask ``_date``, ``_equity``, ... (all True: every task reports every key), so
+    wrappers such as ``gymnasium.wrappers.vector.DictInfoToList`` read them.
 
     Args:
         tasks: TaskSpecs (bars loaded through ``data.sources``) or prepared :class:`TaskMarket`.
@@ -107,13 +109,17 @@ class BatchedTradingEnv(VectorEnv):
         costs: CostSpec | None = None,
         start: dt.date | str | None = None,
         end: dt.date | str | None = None,
-    ) -> BatchedTradingEnv:
-        """A batched env with one task per bars frame (same ``start``/``end`` rule as TradingEnv)."""
+        **kwargs: Any,
+    ) -> Self:
+        """A batched env with one task per bars frame (same ``start``/``end`` rule as TradingEnv).
+
+        ``kwargs`` go to the constructor (a subclass's own options, e.g. ``kernel=``).
+        """
         spec = env_spec or EnvSpec()
         markets = [
             TaskMarket.from_bars(b, spec.features, spec.window, start=start, end=end) for b in bars
         ]
-        return cls(markets, spec, costs)
+        return cls(markets, spec, costs, **kwargs)
 
     def _setup_arrays(self, markets: list[TaskMarket], spec: EnvSpec, costs: CostSpec) -> None:
         length = max(len(m.dates) for m in markets) + 1
@@ -165,13 +171,22 @@ class BatchedTradingEnv(VectorEnv):
         self._needs_reset[rows] = False
 
     def _infos(self, cost: np.ndarray, turnover: np.ndarray, position: np.ndarray) -> dict:
-        return {
-            "date": self.dates.take(self._date_base + self.sim.t),
-            "equity": self.sim.equity.copy(),
-            "position": position,
-            "cost": cost,
-            "turnover": turnover,
-        }
+        date = self.dates.take(self._date_base + self.sim.t)
+        return self._info_dict(date, self.sim.equity.copy(), position, cost, turnover)
+
+    def _info_dict(
+        self,
+        date: np.ndarray,
+        equity: np.ndarray,
+        position: np.ndarray,
+        cost: np.ndarray,
+        turnover: np.ndarray,
+    ) -> dict[str, Any]:
+        """The infos dict, with Gymnasium's ``_key`` masks (every task has every key, every step)."""
+        infos = {"date": date, "equity": equity, "position": position, "cost": cost}
+        infos["turnover"] = turnover
+        masks = np.ones((len(infos), self.num_envs), dtype=bool)
+        return infos | {f"_{key}": mask for key, mask in zip(list(infos), masks, strict=True)}
 
     # -- gymnasium API ----------------------------------------------------------------------
 
