@@ -19,8 +19,14 @@ Failures: a piece that raises has its exception re-raised here with its own type
 (the worker's traceback is attached as the cause). A worker process that dies is a
 :class:`~market_metarl.types.RunError` (not retried). When a call stops early (a piece failed, the
 caller stopped iterating, Ctrl-C), pending pieces are cancelled and, if any piece is still
-running, the workers are stopped; the next call starts a fresh pool. Workers ignore Ctrl-C: this
-process handles it.
+running (or the call was interrupted while submitting, so a piece may run unseen), the workers
+are stopped; the next call starts a fresh pool. Workers ignore Ctrl-C: this process handles it.
+
+Stopping never blocks without bound: workers are sent SIGTERM, then SIGKILL after
+:data:`STOP_WAIT_S` seconds, each wait bounded, and the pool is shut down without waiting
+(``shutdown(wait=False, cancel_futures=True)``). Waiting on the executor instead
+(``shutdown(wait=True)``) leaves this process at the mercy of its management thread, which can
+block for good reading a result that a killed worker left half-written.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from market_metarl.chunks import PieceFn, split
@@ -44,6 +53,8 @@ MAX_DEFAULT_WORKERS = 32
 """The default pool size is the usable cores, at most this many."""
 THREAD_ENV: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 """Thread settings each worker pins to 1 (for itself and anything it starts)."""
+STOP_WAIT_S = 5.0
+"""Seconds a stopping pool waits for its workers to exit, after SIGTERM and again after SIGKILL."""
 
 _worker_shared: dict[str, Any] = {}
 """In a worker: the unpickled ``shared`` value of the call in progress, by its token."""
@@ -98,6 +109,41 @@ def _dumps(value: Any, what: str) -> bytes:
         ) from None
 
 
+def join_all(processes: Sequence[BaseProcess], seconds: float) -> None:
+    """Wait until every process has exited, for ``seconds`` at most in all."""
+    deadline = time.monotonic() + seconds
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+
+
+def stop_pool(pool: ProcessPoolExecutor, kill: bool) -> None:
+    """Shut ``pool`` down without ever blocking for long (see the module docstring).
+
+    Args:
+        pool: The executor; it takes no more work afterwards.
+        kill: Stop the workers now (SIGTERM) rather than let them finish the pieces they run.
+            Either way a worker still alive after :data:`STOP_WAIT_S` seconds gets SIGKILL.
+    """
+    processes: list[BaseProcess] = list((pool._processes or {}).values())
+    manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
+    results: Any = getattr(pool, "_result_queue", None)
+    pool.shutdown(wait=False, cancel_futures=True)  # takes no new work; pending pieces cancelled
+    if kill:
+        for process in processes:
+            process.terminate()
+    join_all(processes, STOP_WAIT_S)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    join_all(processes, STOP_WAIT_S)
+    if results is not None and not any(p.is_alive() for p in processes):
+        # Every writer is gone: end-of-file now wakes a management thread stuck reading a
+        # result that a killed worker left half-written (this process holds a write end too).
+        results._writer.close()
+    if manager is not None:
+        manager.join(STOP_WAIT_S)
+
+
 class ProcessBackend:
     """Pieces on a pool of ``spawn``-ed worker processes, one torch thread each.
 
@@ -139,17 +185,30 @@ class ProcessBackend:
             )
         return self._pool
 
-    def _submit(
+    def _pack(
         self, fn: PieceFn, items: Sequence[Any], shared: Any, groups: list[range]
-    ) -> dict[Future[bytes], range]:
-        token = uuid.uuid4().hex
+    ) -> tuple[bytes, list[bytes]]:
+        """The pickled ``shared`` value and one pickled ``(fn, items)`` per group (no pool yet)."""
         shared_bytes = _dumps(shared, "the shared inputs")
         chunks = [_dumps((fn, [items[i] for i in g]), f"piece function {fn!r}") for g in groups]
+        return shared_bytes, chunks
+
+    def _submit(
+        self,
+        packed: tuple[bytes, list[bytes]],
+        groups: list[range],
+        pending: dict[Future[bytes], range],
+    ) -> None:
+        """One pool task per group, each future recorded in ``pending`` as soon as it exists.
+
+        The caller's ``finally`` sees every recorded future; one interrupted between its submission
+        and its recording is caught by :meth:`_cancel` comparing the counts.
+        """
+        token = uuid.uuid4().hex
+        shared_bytes, chunks = packed
         pool = self._executor()
-        return {
-            pool.submit(run_pickled, token, shared_bytes, chunk): group
-            for chunk, group in zip(chunks, groups, strict=True)
-        }
+        for chunk, group in zip(chunks, groups, strict=True):
+            pending[pool.submit(run_pickled, token, shared_bytes, chunk)] = group
 
     def _result(self, future: Future[bytes], what: str) -> list[Any]:
         """The chunk's results; a piece's own exception passes through unchanged."""
@@ -174,16 +233,21 @@ class ProcessBackend:
         """
         if not items:
             return
-        pending = self._submit(fn, items, shared, [range(i, i + 1) for i in range(len(items))])
+        groups = [range(i, i + 1) for i in range(len(items))]
+        packed = self._pack(fn, items, shared, groups)
+        pending: dict[Future[bytes], range] = {}
+        finished = 0
         try:
+            self._submit(packed, groups, pending)
             while pending:
                 done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: pending[f].start):
                     results = self._result(future, f"piece {pending[future].start}")
                     group = pending.pop(future)
+                    finished += 1
                     yield from zip(group, results, strict=True)
         finally:
-            self._cancel(pending)
+            self._cancel(pending, unseen=len(groups) - finished - len(pending))
 
     def map(
         self, fn: PieceFn, items: Sequence[Any], shared: Any = None, chunks: int | None = None
@@ -197,39 +261,50 @@ class ProcessBackend:
         if not items:
             return []
         groups = split(len(items), chunks or len(items))
-        pending = self._submit(fn, items, shared, groups)
+        packed = self._pack(fn, items, shared, groups)
+        pending: dict[Future[bytes], range] = {}
         out: list[Any] = []
+        finished = 0
         try:
+            self._submit(packed, groups, pending)
             for future, group in list(pending.items()):
                 out.extend(self._result(future, f"pieces {group.start}..{group.stop - 1}"))
                 del pending[future]
+                finished += 1
         finally:
-            self._cancel(pending)
+            self._cancel(pending, unseen=len(groups) - finished - len(pending))
         return out
 
-    def _cancel(self, pending: dict[Future[bytes], range]) -> None:
-        """Cancel pieces not started; stop the workers if any piece is still running.
+    def _cancel(self, pending: dict[Future[bytes], range], unseen: int) -> None:
+        """Cancel pieces not started; stop the workers if any piece may still be running.
+
+        Args:
+            pending: The call's futures not yet consumed.
+            unseen: Pool tasks of the call that are neither consumed nor in ``pending``: never
+                submitted, or submitted when an interrupt struck before they were recorded. The
+                second kind may be running, so any of them stops the workers.
 
         So a rerun never overlaps a piece still writing its files.
         """
         running = [f for f in pending if not f.cancel() and not f.done()]
-        if running:
+        if running or unseen:
             self._terminate()
 
     def _terminate(self) -> None:
-        """Stop every worker now and drop the pool (the next call starts a fresh one)."""
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        for process in list((pool._processes or {}).values()):
-            process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-    def close(self) -> None:
-        """Shut the pool down (pending pieces are cancelled); the backend can be used again."""
+        """Stop every worker now and drop the pool (bounded; the next call starts a fresh one)."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            stop_pool(pool, kill=True)
+
+    def close(self) -> None:
+        """Shut the pool down (pending pieces are cancelled); the backend can be used again.
+
+        Workers exit once their running piece is done; one still running after
+        :data:`STOP_WAIT_S` seconds is killed.
+        """
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            stop_pool(pool, kill=False)
 
     def __repr__(self) -> str:
         """``ProcessBackend(workers=N)``."""

@@ -8,6 +8,7 @@ start); the piece functions are at module level, so they can be pickled.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +69,10 @@ def die_on_one(shared: Any, item: int) -> int:
     return item
 
 
-def announce_and_sleep(shared: Any, item: int) -> int:
-    print(os.getpid(), flush=True)  # to the parent's stdout, which the worker inherits
-    time.sleep(60.0)
+def announce_and_sleep(shared: str, item: int) -> int:
+    """Write ``<pid>-<item>`` into the folder ``shared``, then sleep far past any test timeout."""
+    (Path(shared) / f"{os.getpid()}-{item}").touch()
+    time.sleep(3600.0)  # a parent that waited for its pieces could never pass the test
     return item
 
 
@@ -85,9 +88,9 @@ def pool() -> Iterator[ProcessBackend]:
     backend.close()
 
 
-def gone(pids: set[int]) -> bool:
-    """True when none of ``pids`` is a live process (waits up to 10 s)."""
-    deadline = time.monotonic() + 10
+def gone(pids: set[int], seconds: float = 30.0) -> bool:
+    """True when none of ``pids`` is a live process (waits up to ``seconds``)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         alive = set()
         for pid in pids:
@@ -171,36 +174,88 @@ def test_stopping_early_cancels_pending_pieces_and_stops_running_ones(
     assert pool.map(square_plus, [2], 1) == [5]  # a fresh pool
 
 
+INTERRUPT_SCRIPT = """\
+import sys
+from market_metarl.procpool import ProcessBackend
+from test_procpool import announce_and_sleep
+if __name__ == "__main__":
+    try:
+        ProcessBackend(workers=2).map(announce_and_sleep, [0, 1, 2], sys.argv[1])
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+"""
+
+
+def started_workers(folder: Path, child: subprocess.Popen[str], n: int, seconds: float) -> set[int]:
+    """The pids of the first ``n`` workers to start a piece (each writes a file), waiting on them.
+
+    Spawn-started workers import torch: under load that can take a minute, so the wait is long but
+    bounded, and it stops as soon as the child process ends.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and child.poll() is None:
+        pids = {int(f.name.split("-")[0]) for f in folder.iterdir()}
+        if len(pids) >= n:
+            return pids
+        time.sleep(0.2)
+    raise AssertionError(f"{n} workers did not start within {seconds} s (exit {child.poll()})")
+
+
 def test_ctrl_c_stops_the_pool_and_leaves_no_worker(tmp_path: Path) -> None:
-    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it."""
-    code = (
-        "import sys\n"
-        "from market_metarl.procpool import ProcessBackend\n"
-        "from test_procpool import announce_and_sleep\n"
-        "if __name__ == '__main__':\n"
-        "    try:\n"
-        "        ProcessBackend(workers=2).map(announce_and_sleep, [0, 1, 2], None)\n"
-        "    except KeyboardInterrupt:\n"
-        "        print('interrupted', flush=True)\n"
-        "        sys.exit(130)\n"
-    )
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it.
+
+    The pieces sleep for an hour, so the parent passes only if it stops its workers rather than
+    waiting for them; the timeouts are generous (a loaded machine) and bounded.
+    """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
-    script = tmp_path / "interrupt.py"
-    script.write_text(code)
+    script, folder = tmp_path / "interrupt.py", tmp_path / "started"
+    script.write_text(INTERRUPT_SCRIPT)
+    folder.mkdir()
     child = subprocess.Popen(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), str(folder)],
         stdout=subprocess.PIPE, text=True, env=env, start_new_session=True,
     )  # fmt: skip
-    assert child.stdout is not None
     pids: set[int] = set()
-    while len(pids) < 2:  # both workers are running a piece, the third piece is pending
-        line = child.stdout.readline()
-        assert line, "the script ended early"
-        pids |= {int(line)} if line.strip().isdigit() else set()
-    os.killpg(child.pid, signal.SIGINT)
-    out, _ = child.communicate(timeout=60)
+    try:
+        pids = started_workers(folder, child, 2, seconds=600)  # the third piece is pending
+        os.killpg(child.pid, signal.SIGINT)
+        out, _ = child.communicate(timeout=180)
+    finally:  # never leave the child or a worker behind, even when the test fails
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert child.returncode == 130 and out.strip() == "interrupted"
     assert gone(pids)
+
+
+def test_an_interrupt_while_submitting_stops_the_pieces_already_sent(
+    pool: ProcessBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C right after the pool took a piece but before the backend recorded its future."""
+    real_submit = ProcessPoolExecutor.submit
+    calls: list[int] = []
+
+    def submit_then_interrupt(self: ProcessPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+        future = real_submit(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the second piece is in the pool, unrecorded
+        return future
+
+    pool.map(square_plus, [1, 2], 0)  # workers up, so the pieces below start at once
+    workers = {p.pid for p in multiprocessing.active_children() if p.pid is not None}
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", submit_then_interrupt)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        pool.map(sleep_long, [1, 2, 3], None)
+    assert time.monotonic() - started < 50  # nobody waited for the 60 s pieces
+    monkeypatch.undo()
+    assert gone(workers)
+    assert pool.map(square_plus, [2], 1) == [5]  # a fresh pool
 
 
 def test_an_unpicklable_piece_function_is_a_clear_error(pool: ProcessBackend) -> None:
