@@ -77,7 +77,7 @@ def announce_and_sleep(shared: str, item: int) -> int:
 
 
 def sleep_long(shared: Any, item: int) -> int:
-    time.sleep(0.1 if item == 0 else 60.0)
+    time.sleep(0.1 if item == 0 else 3600.0)  # far past any timeout: waiting for it fails a test
     return item
 
 
@@ -164,12 +164,12 @@ def test_a_dead_worker_is_a_run_error_and_the_next_call_starts_a_fresh_pool(
 def test_stopping_early_cancels_pending_pieces_and_stops_running_ones(
     pool: ProcessBackend,
 ) -> None:
-    started = time.monotonic()
     for index, result in pool.imap(sleep_long, [0, 1, 2, 3], None):
         workers = {p.pid for p in multiprocessing.active_children() if p.pid is not None}
         assert (index, result) == (0, 0) and workers
+        stopped = time.monotonic()
         break  # the caller stops: piece 1 is running, 2 and 3 are pending
-    assert time.monotonic() - started < 30  # nobody waited for the 60 s pieces
+    assert time.monotonic() - stopped < 120  # bounded (a loaded machine); nobody waited an hour
     assert gone(workers)
     assert pool.map(square_plus, [2], 1) == [5]  # a fresh pool
 
@@ -252,7 +252,7 @@ def test_an_interrupt_while_submitting_stops_the_pieces_already_sent(
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         pool.map(sleep_long, [1, 2, 3], None)
-    assert time.monotonic() - started < 50  # nobody waited for the 60 s pieces
+    assert time.monotonic() - started < 120  # bounded (a loaded machine); nobody waited an hour
     monkeypatch.undo()
     assert gone(workers)
     assert pool.map(square_plus, [2], 1) == [5]  # a fresh pool
