@@ -11,14 +11,16 @@ trained run, the base config), ``item`` what one piece owns (its task, its marke
   on an existing cluster (``address``, or the ``RAY_ADDRESS`` environment variable). Ray is an
   optional extra (``pip install 'market-metarl[distributed]'``), imported only here and only
   when this backend is asked for.
+- :class:`~market_metarl.procpool.ProcessBackend` (``processes``) runs them on a pool of worker
+  processes on this machine, one torch thread each: the cores of one machine without Ray.
 
-Results are the same on both backends: a piece is a pure function of its arguments (each
+Results are the same on every backend: a piece is a pure function of its arguments (each
 seeded piece carries its own seed, spawned from the run's root seed, never a global RNG), results
 come back in item order whatever order they finish in, and the caller combines them in that
-order. How items are grouped into Ray tasks (``chunks``) only changes the transport, never the
+order. How items are grouped into Ray or pool tasks (``chunks``) only changes the transport, never the
 arithmetic. The tests and ``benchmarks/scaling.py`` find them bit-identical on one machine, with
 torch on every core locally and one thread per Ray worker; on nodes with other CPUs, torch's
-kernels may round differently in the last bits.
+kernels may round differently in the last bits. The process backend is held to the same test.
 
 Failures: a Ray worker that dies (killed, out of memory, node lost) is retried up to
 ``max_retries`` times on another worker; a piece that raises an exception is not retried (the same
@@ -28,17 +30,17 @@ inputs would raise again) and its exception reaches the caller unwrapped.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
+from market_metarl.chunks import PieceFn, run_chunk, split
 from market_metarl.types import ConfigError, RunError
 
 T = TypeVar("T")
 R = TypeVar("R")
-BACKENDS: tuple[str, ...] = ("local", "ray")
+BACKENDS: tuple[str, ...] = ("local", "ray", "processes")
 INSTALL_HINT = "pip install 'market-metarl[distributed]'"
 
-PieceFn = Callable[[Any, Any], Any]
 FORWARDED_ENV: tuple[str, ...] = ("MARKET_METARL_DATA", "MARKET_METARL_CACHE")
 """Settings of this process that Ray workers get too (where data and the download cache are)."""
 
@@ -100,23 +102,6 @@ class LocalBackend:
     def __repr__(self) -> str:
         """``LocalBackend()``."""
         return "LocalBackend()"
-
-
-def _run_chunk(fn: PieceFn, shared: Any, items: Sequence[Any]) -> list[Any]:
-    """One Ray task: a contiguous run of pieces (a chunk of one is a single piece)."""
-    return [fn(shared, item) for item in items]
-
-
-def _split(n: int, chunks: int) -> list[range]:
-    """``chunks`` contiguous, near-equal index ranges covering ``range(n)`` (none empty)."""
-    chunks = max(1, min(chunks, n))
-    size, extra = divmod(n, chunks)
-    out, start = [], 0
-    for c in range(chunks):
-        stop = start + size + (1 if c < extra else 0)
-        out.append(range(start, stop))
-        start = stop
-    return out
 
 
 def import_ray() -> Any:
@@ -181,7 +166,7 @@ class RayBackend:
                 ) from None
             self._owns = True
         self.max_retries = max_retries
-        self._remote = ray.remote(num_cpus=1, max_retries=max_retries)(_run_chunk)
+        self._remote = ray.remote(num_cpus=1, max_retries=max_retries)(run_chunk)
         self._workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     @property
@@ -250,7 +235,7 @@ class RayBackend:
         """
         if not items:
             return []
-        groups = _split(len(items), chunks or len(items))
+        groups = split(len(items), chunks or len(items))
         pending = self._submit(fn, items, shared, groups)
         out: list[Any] = []
         try:
@@ -304,19 +289,26 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def get_backend(name: str, address: str | None = None, workers: int | None = None) -> Backend:
-    """The backend called ``name`` (``local`` or ``ray``); see :data:`BACKENDS`.
+    """The backend called ``name`` (``local``, ``ray`` or ``processes``); see :data:`BACKENDS`.
+
+    ``workers`` sizes a local Ray or the process pool (default: all cores); ``address`` names a
+    Ray cluster and goes with ``ray`` only.
 
     Raises:
         ConfigError: Unknown name, or ``ray`` without Ray installed (the message says how to
-            install it), or a cluster address that cannot be reached.
+            install it), or a cluster address that cannot be reached or is given without ``ray``.
     """
-    if name == "local":
-        if address:
-            raise ConfigError("--address names a Ray cluster; use it with --backend ray")
-        return LocalBackend()
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
     if name == "ray":
         return RayBackend(address=address, workers=workers)
-    raise ConfigError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    if address:
+        raise ConfigError("--address names a Ray cluster; use it with --backend ray")
+    if name == "processes":
+        from market_metarl.procpool import ProcessBackend
+
+        return ProcessBackend(workers=workers)
+    return LocalBackend()
 
 
 LOCAL = LocalBackend()

@@ -10,7 +10,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "market_metarl"
 LAYERS = ("data", "envs", "meta", "backtest", "live")
 """Left to right: a layer may import itself and layers to its left."""
-BASE = ("types", "seeding", "config", "parallel", "fileio", "stats", "_version")
+BASE = (
+    "types",
+    "seeding",
+    "config",
+    "parallel",
+    "chunks",
+    "procpool",
+    "fileio",
+    "stats",
+    "_version",
+)
 """Shared records and utilities: they import no layer."""
 FREE = ("cli", "api", "demo", "__main__", "__init__", "_gym_hook")
 """Entry points (and the package's own ``__init__``): may import anything."""

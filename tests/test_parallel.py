@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from market_metarl.chunks import split
 from market_metarl.cli import main
-from market_metarl.parallel import LocalBackend, _split, get_backend
+from market_metarl.parallel import LocalBackend, get_backend
 from market_metarl.types import ConfigError
 
 SMALL = Path(__file__).resolve().parent / "meta"
@@ -47,7 +48,7 @@ def test_local_backend_runs_pieces_lazily_and_raises_their_errors() -> None:
 
 @pytest.mark.parametrize("n, chunks", [(1, 1), (5, 2), (16, 2), (3, 8), (7, 7)])
 def test_chunks_cover_every_item_once_in_order(n: int, chunks: int) -> None:
-    groups = _split(n, chunks)
+    groups = split(n, chunks)
     assert [i for g in groups for i in g] == list(range(n))
     assert len(groups) == min(n, chunks) and all(len(g) > 0 for g in groups)
     assert max(map(len, groups)) - min(map(len, groups)) <= 1

@@ -87,19 +87,28 @@ def finite_float(text: str) -> float:
     return value
 
 
+BACKEND_CHOICES = ("local", "ray", "processes")
+"""``market_metarl.parallel.BACKENDS``, spelled here so ``--help`` imports nothing heavy."""
+
+
 def add_backend(p: argparse.ArgumentParser) -> None:
     """The ``--backend``, ``--address`` and ``--workers`` options."""
     p.add_argument(
         "--backend",
-        choices=["local", "ray"],
+        choices=BACKEND_CHOICES,
         default="local",
-        help="where independent pieces run: this process (default) or Ray "
-        "(pip install 'market-metarl[distributed]')",
+        help="where independent pieces run: this process (local, the default), Ray "
+        "(pip install 'market-metarl[distributed]') or a pool of worker processes on this "
+        "machine (processes)",
     )
     p.add_argument(
         "--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)"
     )
-    p.add_argument("--workers", type=int, help="CPUs of a local Ray (default: all cores)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes of --backend processes, or CPUs of a local Ray (default: all cores)",
+    )
 
 
 def check_backend(args: argparse.Namespace) -> None:

@@ -1,9 +1,14 @@
-"""Shared pieces of the meta tests: a small synthetic config."""
+"""Shared pieces of the meta tests: a small synthetic config, and comparing two runs."""
 
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 from typing import Any
+
+import torch
+
+from market_metarl.meta.rundir import load_checkpoint
 
 SMALL_SYNTHETIC = """
 [data]
@@ -64,3 +69,23 @@ def small_config(**train: Any) -> dict[str, Any]:
         else:
             cfg["train"][key] = value
     return cfg
+
+
+def tensors(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor of a (nested) state dict, by path."""
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    out: dict[str, torch.Tensor] = {}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out.update(tensors(value, f"{prefix}/{key}"))
+    return out
+
+
+def same_run(a: Path, b: Path, learner: str) -> None:
+    """Assert that two runs saved bit-identical parameters for ``learner``."""
+    sa = tensors(load_checkpoint(a / "checkpoints" / f"{learner}.pt")["agent"])
+    sb = tensors(load_checkpoint(b / "checkpoints" / f"{learner}.pt")["agent"])
+    assert sa.keys() == sb.keys() and len(sa) > 4
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key

@@ -12,14 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("ray", reason="needs the distributed extra: pip install -e '.[distributed]'")
 
-from meta_helpers import small_config
+from meta_helpers import same_run, small_config
 
 from market_metarl.meta.experiment import Experiment
-from market_metarl.meta.rundir import load_checkpoint
 from market_metarl.meta.sweep import parse_grid, run_sweep
 from market_metarl.meta.trainer import train
 from market_metarl.parallel import LOCAL, RayBackend
@@ -44,25 +42,6 @@ def syn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg["costs"] = {"fee_bps": 1.0, "slippage_bps": 2.0, "borrow_bps_annual": 50.0}
     out = tmp_path_factory.mktemp("ray-run") / "run"
     return train(Experiment.from_config(cfg), "maml", out, seed=0)
-
-
-def tensors(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Every tensor of a (nested) state dict, by path."""
-    if isinstance(obj, torch.Tensor):
-        return {prefix: obj}
-    out: dict[str, torch.Tensor] = {}
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            out.update(tensors(value, f"{prefix}/{key}"))
-    return out
-
-
-def same_run(a: Path, b: Path, learner: str) -> None:
-    sa = tensors(load_checkpoint(a / "checkpoints" / f"{learner}.pt")["agent"])
-    sb = tensors(load_checkpoint(b / "checkpoints" / f"{learner}.pt")["agent"])
-    assert sa.keys() == sb.keys() and len(sa) > 4
-    for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
 
 
 def test_ray_backend_sees_two_workers_and_keeps_item_order(ray_backend: RayBackend) -> None:

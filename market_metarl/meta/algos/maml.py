@@ -87,8 +87,8 @@ class MAMLConfig:
 class MAMLProblem:
     """What every task piece of a MAML meta-batch reads: the networks and the inner loop.
 
-    On the ``local`` backend the pieces read the learner's own tensors; on ``ray`` each worker
-    receives a copy (a few kB), so a piece never changes the learner.
+    On the ``local`` backend the pieces read the learner's own tensors; on ``ray`` and
+    ``processes`` each worker receives a copy (a few kB), so a piece never changes the learner.
     """
 
     policy: MLPPolicy
