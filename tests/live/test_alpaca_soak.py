@@ -20,7 +20,7 @@ from market_metarl.live.alpaca_client import RETRY_WAIT_ENV
 
 pytestmark = pytest.mark.faults
 
-SYMBOLS = ["SPY"]  # one symbol: check_invariants counts one order per step (the benchmark runs five)
+SYMBOLS = ["SPY"]  # check_invariants counts one order per step; the benchmark runs five
 SESSIONS, KILLS, SEED, ERROR_RATE = 21, 10, 2024, 0.05
 
 
