@@ -48,7 +48,13 @@ from market_metarl.live.sleeves import (
     sleeve_held,
     sleeve_start,
 )
-from market_metarl.live.step_common import StepResult, bars_close, client_id, state_hash
+from market_metarl.live.step_common import (
+    StepResult,
+    bars_close,
+    client_id,
+    guard_recorded,
+    state_hash,
+)
 from market_metarl.meta.allocation import capital_split, closes_needed
 from market_metarl.meta.protocol import (
     act_days,
@@ -224,14 +230,12 @@ def _decide_and_submit(
     assert mark is not None
     held = {s: ledger.weight_on(day, s) or 0.0 for s in symbols}
     # guard
-    decision = _guard(
-        session,
+    weights = (
         {s: a * x for s, a, x in zip(symbols, split, adapted, strict=True)},
         {s: a * x for s, a, x in zip(symbols, split, pooled, strict=True)},
         held,
-        day,
-        mismatch,
     )
+    decision = guard_recorded(session, day, decide_account, weights, mismatch)
     # submit and record
     rows = _submit(session, markets, decision, split, (adapted, pooled, shadow), held, mark.equity)
     set_shadow_targets(session, symbols, split, shadow, day)
@@ -288,37 +292,6 @@ def _submit(
             )
         )
     return rows
-
-
-def _guard(
-    session: PaperSession,
-    adapted: dict[str, float],
-    pooled: dict[str, float],
-    held: dict[str, float],
-    day: str,
-    mismatch: float,
-) -> AccountDecision:
-    """The account's guardrails (:func:`~market_metarl.live.guardrails.decide_account`), recorded."""
-    ledger, cfg = session.ledger, session.config
-    killed, fallback = ledger.guard_state()
-    history = ledger.equity_rows(limit=cfg.fallback_window + 1)
-    decision = decide_account(
-        cfg,
-        killed,
-        fallback,
-        adapted,
-        pooled,
-        held,
-        [r.equity for r in history],
-        [r.pooled_equity or 0.0 for r in history],
-        max(ledger.peak_equity(), session.account.initial_cash),
-        mismatch,
-    )
-    for event in decision.events:
-        ledger.insert_event(day, event.kind, event.detail)
-    if (decision.killed, decision.fallback) != (killed, fallback):
-        ledger.set_guard_state(decision.killed, decision.fallback, day)
-    return decision
 
 
 def _record_step(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from market_metarl.envs.accounting import drift, log_returns
+from market_metarl.envs.accounting import drift
 from market_metarl.live.account import PaperSession
 from market_metarl.live.broker import inverse_adv_at, next_bar, rebalance
 from market_metarl.live.ledger import Ledger
@@ -29,7 +29,7 @@ from market_metarl.live.portfolio_schema import (
     sleeve_targets,
 )
 from market_metarl.meta.contracts import Agent
-from market_metarl.meta.protocol import MarketView
+from market_metarl.meta.protocol import MarketView, next_day_log_return
 from market_metarl.types import DataError
 
 
@@ -74,17 +74,8 @@ class BlockState:
         """The sleeve weight at the close of ``m``'s as-of day and the log return of that day."""
         t, ep = m.day - 1, m.view.episode
         opens, closes = ep.opens[0].numpy(), ep.closes[0].numpy()
-        r = log_returns(
-            self.target[None, None],
-            opens[None, t : t + 2],
-            closes[None, t : t + 2],
-            ep.cost_rate,
-            ep.borrow_daily,
-            self.held[None, None],
-        )
-        return drift(self.target[None], (closes[t + 1] / opens[t + 1])[None])[0], float(
-            r.reshape(-1)[0]
-        )
+        reward = next_day_log_return(ep, self.target, self.held, t)
+        return drift(self.target[None], (closes[t + 1] / opens[t + 1])[None])[0], reward
 
 
 def fill_shadow(session: PaperSession, name: str, upto: dict[str, pd.DataFrame], day: str) -> float:
@@ -136,15 +127,8 @@ def sleeve_start(ledger: Ledger, m: SymbolView, a: int, column: str) -> tuple[np
     target = np.array([_sleeve_target(ledger, m, t, column)])
     held = np.array([sleeve_held(ledger, m, t, column)])
     opens, closes = ep.opens[0].numpy(), ep.closes[0].numpy()
-    r = log_returns(
-        target[None, None],
-        opens[None, t : t + 2],
-        closes[None, t : t + 2],
-        ep.cost_rate,
-        ep.borrow_daily,
-        held[None, None],
-    )
-    return drift(target[None], (closes[a] / opens[a])[None])[0], float(r.reshape(-1)[0])
+    reward = next_day_log_return(ep, target, held, t)
+    return drift(target[None], (closes[a] / opens[a])[None])[0], reward
 
 
 def set_shadow_targets(

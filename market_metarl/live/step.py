@@ -39,7 +39,13 @@ from market_metarl.live.feeds import require_sessions, utc_now
 from market_metarl.live.guardrails import GuardDecision, decide
 from market_metarl.live.ledger import SHADOW_BOOKS, EquityRow, Ledger
 from market_metarl.live.multistep import step_portfolio
-from market_metarl.live.step_common import StepResult, bars_close, client_id, state_hash
+from market_metarl.live.step_common import (
+    StepResult,
+    bars_close,
+    client_id,
+    guard_recorded,
+    state_hash,
+)
 from market_metarl.meta.protocol import (
     MarketView,
     act_days,
@@ -179,7 +185,7 @@ def _decide_and_submit(
     pooled = float(act_days(session.pooled, view.episode, day, day + 1, np.array([held]))[0][0, 0])
     shadow_target = _pooled_shadow_target(session, view, bars, day)
     # guard
-    decision = _guard(session, adapted, pooled, held, day_text, mismatch)
+    decision = guard_recorded(session, day_text, decide, (adapted, pooled, held), mismatch)
     # submit and record
     cid = None
     if decision.target is not None:
@@ -229,32 +235,6 @@ def _adapted_target(
         session.adapted, view, origin_row, day, k, every, np.array([held_a]), reward_a
     )
     return float(target[0])
-
-
-def _guard(
-    session: PaperSession, adapted: float, pooled: float, held: float, day: str, mismatch: float
-) -> GuardDecision:
-    """The guardrails' decision (:func:`~market_metarl.live.guardrails.decide`), recorded."""
-    ledger, cfg = session.ledger, session.config
-    killed, fallback = ledger.guard_state()
-    history = ledger.equity_rows(limit=cfg.fallback_window + 1)
-    decision = decide(
-        cfg,
-        killed,
-        fallback,
-        adapted,
-        pooled,
-        held,
-        [r.equity for r in history],
-        [r.pooled_equity or 0.0 for r in history],
-        max(ledger.peak_equity(), session.account.initial_cash),
-        mismatch,
-    )
-    for event in decision.events:
-        ledger.insert_event(day, event.kind, event.detail)
-    if (decision.killed, decision.fallback) != (killed, fallback):
-        ledger.set_guard_state(decision.killed, decision.fallback, day)
-    return decision
 
 
 def _pooled_shadow_target(

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from market_metarl.meta.contracts import Agent
+
+if TYPE_CHECKING:
+    from market_metarl.live.account import PaperSession
+    from market_metarl.live.guardrails import GuardEvent
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,53 @@ def state_hash(agent: Agent) -> str:
 def bars_close(bars: pd.DataFrame) -> float:
     """The last close of ``bars``."""
     return float(bars["close"].iloc[-1])
+
+
+class _Guarded(Protocol):
+    """What both guardrail decisions (one symbol, an account) carry."""
+
+    @property
+    def killed(self) -> bool: ...
+    @property
+    def fallback(self) -> bool: ...
+    @property
+    def events(self) -> Sequence[GuardEvent]: ...
+
+
+D = TypeVar("D", bound=_Guarded)
+W = TypeVar("W")
+
+
+def guard_recorded(
+    session: PaperSession,
+    day: str,
+    decide: Callable[..., D],
+    weights: tuple[W, W, W],
+    mismatch: float,
+) -> D:
+    """``decide(cfg, killed, fallback, adapted, pooled, held, equity, shadow, peak, mismatch)``.
+
+    One guardrail function for a one-symbol account (:func:`~market_metarl.live.guardrails.decide`,
+    float weights) and an account (:func:`~market_metarl.live.guardrails.decide_account`,
+    per-symbol weights): ``weights`` are the adapted, pooled and held ones. The guard state and
+    the equity history are read from the ledger; the decision's events and any change of the
+    kill switch or fallback are written back.
+    """
+    ledger, cfg = session.ledger, session.config
+    killed, fallback = ledger.guard_state()
+    history = ledger.equity_rows(limit=cfg.fallback_window + 1)
+    decision = decide(
+        cfg,
+        killed,
+        fallback,
+        *weights,
+        [r.equity for r in history],
+        [r.pooled_equity or 0.0 for r in history],
+        max(ledger.peak_equity(), session.account.initial_cash),
+        mismatch,
+    )
+    for event in decision.events:
+        ledger.insert_event(day, event.kind, event.detail)
+    if (decision.killed, decision.fallback) != (killed, fallback):
+        ledger.set_guard_state(decision.killed, decision.fallback, day)
+    return decision

@@ -100,6 +100,23 @@ def market_view(
     return MarketView(dates, episode)
 
 
+def next_day_log_return(ep: Episode, target: np.ndarray, held: np.ndarray, t: int) -> float:
+    """Net log return of trading from ``held`` to ``target`` after the close of row ``t``.
+
+    Filled at the open of ``t + 1`` and held to its close, with ``ep``'s costs and borrow.
+    """
+    opens, closes = ep.opens[0].numpy(), ep.closes[0].numpy()
+    r = log_returns(
+        target[None, None],
+        opens[None, t : t + 2],
+        closes[None, t : t + 2],
+        ep.cost_rate,
+        ep.borrow_daily,
+        held[None, None],
+    )
+    return float(r.reshape(-1)[0])
+
+
 def act_days(
     agent: Agent,
     ep: Episode,
@@ -130,15 +147,7 @@ def act_days(
         obs = obs_table[t].copy()
         obs[ep.position_slice] = held
         target = np.asarray(agent.act(obs, reward), dtype=np.float64).reshape(n)
-        r = log_returns(
-            target[None, None],
-            opens[None, t : t + 2],
-            closes[None, t : t + 2],
-            ep.cost_rate,
-            ep.borrow_daily,
-            held[None, None],
-        )
-        reward = float(r.reshape(-1)[0])
+        reward = next_day_log_return(ep, target, held, t)
         targets.append(target)
         rets.append(reward)
         held = drift(target[None], (closes[t + 1] / opens[t + 1])[None])[0]
