@@ -40,6 +40,7 @@ Usage::
     python benchmarks/real_adaptation.py [--config envs/real.toml] [--algo maml,rl2] [--seeds 5]
         [--val-seeds 5] [--grid train.maml.inner_lr=0.01,0.05] [--every 20] [--block 20]
         [--workers 2] [--workdir DIR] [--quick] [--validation-only] [--chosen-in LOG]
+        [--splits few_shot,zero_shot]
 
 ``--chosen-in LOG`` skips the validation phase for one ``--algo`` x ``--grid`` combination chosen
 on validation by an earlier (``--validation-only``) run whose log is named (and recorded in the
@@ -398,7 +399,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip validation: the one --algo x --grid combination was chosen on validation by "
         "the earlier run whose log is named here (recorded in the JSON)",
     )
+    p.add_argument(
+        "--splits",
+        default="few_shot,zero_shot",
+        help="test splits to score (default both); one alone finishes a test run whose other "
+        "half was scored already, on the same kept runs (--workdir)",
+    )
     args = p.parse_args(argv)
+    args.splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    if not args.splits or set(args.splits) - {"few_shot", "zero_shot"}:
+        p.error("--splits takes few_shot, zero_shot or both, comma-separated")
     if args.chosen_in and args.validation_only:
         p.error("--chosen-in skips validation; --validation-only stops after it")
     if args.block < 20:
@@ -522,6 +532,8 @@ def test_phase(
     runs = train_seeds(exp, algo, range(args.seeds), where, args.workers)
     out: dict[str, Any] = {}
     for split, names in (("few_shot", universe.few_shot), ("zero_shot", universe.zero_shot)):
+        if split not in args.splits:
+            continue
         result = evaluate_split(
             exp, runs, universe, names, universe.test, args.every, args.block, args.n_boot, 0,
             args.workers,
