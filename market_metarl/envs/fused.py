@@ -75,22 +75,25 @@ class FusedTradingEnv(BatchedTradingEnv):
     def _prepare(self) -> None:
         sim, obs, spec, cm = self.sim, self.observations, self.env_spec, self.cost_model
         b, n = self.num_envs, self.actions.n_assets
-        inv_adv = np.zeros((1, 1, 1)) if sim.inv_adv is None else np.ascontiguousarray(sim.inv_adv)
         rates = np.array([cm.rate, cm.fee_rate, cm.min_fee, cm.borrow_daily, cm.impact_coef])
         levels = np.asarray(self.actions.levels or (0.0,), dtype=np.float64)
-        days = self.dates.view(np.int64)
+        # what one book's step reads of a day, side by side (fewer cache lines than 3 arrays)
+        parts = [sim.opens, sim.closes]
+        if sim.inv_adv is not None:  # the trade on day t pays impact on day t-1's volume
+            parts.append(np.concatenate([sim.inv_adv[:, :1], sim.inv_adv[:, :-1]], axis=1))
+        days = self.dates.view(np.int64).astype(np.float64).reshape(b, -1, 1)
+        prices = np.ascontiguousarray(np.concatenate([*parts, days], axis=2))
         # the flat buffer under the strided windows view (BatchObservationBuilder's layout)
         item = obs.windows.itemsize
         block, width = obs.windows.strides[0] // item, obs.windows.strides[1] // item
         flat = np.lib.stride_tricks.as_strided(obs.windows, (b * block,), (item,), writeable=False)
-        self._params = (sim.opens, sim.closes, inv_adv, rates, levels, flat, obs.first, obs.span)
-        self._params += (self.last, days, block, width)  # type: ignore[assignment]
+        self._params = (prices, rates, levels, flat, obs.first, obs.span, self.last, block, width)
         code = {"log_return": 0, "drawdown_penalised": 1, "differential_sharpe": 2}[spec.reward]
         param = spec.drawdown_penalty if code == 1 else spec.dsr_eta if code == 2 else 0.0
         self._cfg = (self.actions.low, self.actions.max_leverage, float(code), float(param))
         self._cfg += (float(spec.initial_cash), float(self._ruin_level), float(self._max_dd))  # type: ignore[assignment]
         self._cfg += (float(obs.include_time),)  # type: ignore[assignment]
-        self._scratch = (np.zeros((b, n)), np.zeros(n))
+        self._scratch = (np.zeros(n), np.zeros(n))
         self._no_moments = np.zeros(b)
         # numpy kernel: buffers reused by every step (never returned)
         self._buf: dict[str, np.ndarray] = {
@@ -133,9 +136,10 @@ class FusedTradingEnv(BatchedTradingEnv):
         moments = (rw.a, rw.b) if isinstance(rw, DifferentialSharpe) else (self._no_moments,) * 2
         state = (sim.cash, sim.shares, sim.t, sim.equity, sim.costs_paid, sim.turnover)
         state += (self._peak, self._drawdown, *moments, self._needs_reset)
+        # fresh arrays every step (the caller may keep them); one block per dtype
         obs = np.empty((b, self.observations.dim), dtype=np.float32)
-        reward, equity, cost, turnover = (np.empty(b) for _ in range(4))
-        terminated, truncated = np.empty(b, dtype=bool), np.empty(b, dtype=bool)
+        reward, equity, cost, turnover = np.empty((4, b))
+        terminated, truncated = np.empty((2, b), dtype=bool)
         position, days = np.empty((b, n)), np.empty(b, dtype=np.int64)
         outs = (obs, reward, terminated, truncated, equity, position, cost, turnover, days)
         bad = self._compiled(
@@ -143,7 +147,11 @@ class FusedTradingEnv(BatchedTradingEnv):
         )
         if bad >= 0:
             raise IndexError(f"action {acts[bad]} of task {bad} is out of range")
-        infos = self._info_dict(days.view("datetime64[D]"), equity, position, cost, turnover)
+        infos = {"date": days.view("datetime64[D]"), "equity": equity, "position": position}
+        infos |= {"cost": cost, "turnover": turnover}
+        masks = np.ones((5, b), dtype=bool)  # Gymnasium's "_key" masks: every task, every key
+        infos |= {"_date": masks[0], "_equity": masks[1], "_position": masks[2]}
+        infos |= {"_cost": masks[3], "_turnover": masks[4]}
         return obs, reward, terminated, truncated, infos
 
     def _numpy_step(
