@@ -15,7 +15,7 @@ kept); :func:`compiled_kernel` returns the compiled function, or None when numba
 
 One pass over the books does each book's whole step (action, trade, score or reset, observation),
 so its state, prices and window are read once, while they are in cache, and the CPU is asked to
-fetch the window of the book a few places ahead (:data:`PREFETCH_AHEAD`) meanwhile.
+fetch the prices and window of the book a few places ahead (:data:`PREFETCH_AHEAD`) meanwhile.
 
 Arguments of :func:`fused_step`:
 
@@ -214,10 +214,13 @@ def fused_step(actions: Any, p: Any, st: Any, cfg: Any, starts: Any, out: Any) -
             return bad
     n, date, ahead = shares.shape[1], prices.shape[2] - 1, PREFETCH_AHEAD
     for b in range(len(t)):
-        if b + ahead < len(t):  # the window that book will read after its trade
+        if b + ahead < len(t):  # that book's next day and the window it will read after it
             nxt = (b + ahead) * block + (t[b + ahead] + 1) * width
             for k in range(0, obs.shape[1] + 16, 16):  # 16 float32: one 64-byte line
                 prefetch(windows, nxt + k)
+            day = prices[b + ahead, t[b + ahead] + 1]
+            prefetch(day, 0)
+            prefetch(day, len(day) - 1)  # the row may straddle two lines
         if ended[b]:  # ended at the last step: a fresh all-cash book, its action ignored
             t[b], cash[b, 0], equity[b], peak[b], drawdown[b] = starts[b], init, init, init, 0.0
             costs_paid[b] = turnover_paid[b] = ra[b] = rb[b] = 0.0
