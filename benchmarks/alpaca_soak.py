@@ -47,7 +47,7 @@ def main() -> None:
 
     import pandas as pd
     from alpaca_fake import FakeAlpaca
-    from alpaca_soak import Runner, session_days, soak
+    from alpaca_soak import Runner, open_prices, session_days, soak
     from fault_helpers import TINY_TOML, TRAIN
 
     from market_metarl.cli import main as cli
@@ -57,10 +57,7 @@ def main() -> None:
 
     bars = {s: load_bars(f"bundled:{s}") for s in symbols}
     days = session_days(args.first, args.sessions + 1)
-    opens = {
-        d: {s: float(bars[s]["open"].to_numpy()[bars[s].index.get_loc(d)]) for s in symbols}
-        for d in days
-    }
+    opens = open_prices(symbols, days)
     work = Path(tempfile.mkdtemp(prefix="alpaca-soak-"))
     (work / "tiny.toml").write_text(TINY_TOML)
     os.chdir(work)
