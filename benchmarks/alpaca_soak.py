@@ -6,17 +6,23 @@ server (``tests/live/alpaca_fake.py``, in this process), turns on the fake's see
 request answered 429/500/503/504, or an order POST taken and answered 504, with probability
 ``--error-rate``), then steps ``--sessions`` sessions from ``--first`` with ``paper step`` in
 children forked from a warm server, ``--kills`` of them SIGKILLed at a seeded moment and run again
-(``tests/live/alpaca_soak.py``). At the end it compares the broker's orders with the ledger's
-(duplicates: an order at the broker twice, or not the one the ledger sent) and the positions.
+(``tests/live/alpaca_soak.py``). At the end it checks the ledger's invariants
+(``tests/live/live_helpers.py``'s ``check_invariants``, for one symbol or several: each order one
+``(day, symbol)`` of a step under its deterministic client id) and compares the broker's orders
+with the ledger's (duplicates: an order at the broker twice, twice for one symbol and evening, or
+not the one the ledger sent; missing: one the ledger sent that the broker lacks, or one still only
+written ahead) and the per-symbol positions and the cash: the same check as
+``tests/live/test_alpaca_soak.py``.
 
-Goal (issue 18): zero duplicate orders and no reconciliation difference, whatever the kills and
-errors.
+Goal (issue 18): zero duplicate or missing orders and no reconciliation difference, whatever the
+kills and errors.
 
 Usage: ``python benchmarks/alpaca_soak.py [--symbols SPY] [--sessions 21] [--kills 10] [--seed 7]
 [--error-rate 0.05] [--quick]`` (``--quick``: 8 sessions, 4 kills). The last line printed is one
 JSON object: ``sessions``, ``runs``, ``kills``, ``failed_runs``, ``injected`` (by kind),
-``posts``, ``orders_sent``, ``orders_expired``, ``duplicates``, ``reconciliations``,
-``differences``, ``max_difference``, ``seconds``.
+``posts``, ``orders_sent``, ``orders_expired``, ``duplicates``, ``missing``, ``steps`` (the
+ledger's, invariants checked), ``reconciliations``, ``differences``, ``max_difference``,
+``seconds``.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ def main() -> None:
 
     import pandas as pd
     from alpaca_fake import FakeAlpaca
-    from alpaca_soak import Runner, session_days, soak
+    from alpaca_soak import Runner, open_prices, session_days, soak
     from fault_helpers import TINY_TOML, TRAIN
 
     from market_metarl.cli import main as cli
@@ -57,10 +63,7 @@ def main() -> None:
 
     bars = {s: load_bars(f"bundled:{s}") for s in symbols}
     days = session_days(args.first, args.sessions + 1)
-    opens = {
-        d: {s: float(bars[s]["open"].to_numpy()[bars[s].index.get_loc(d)]) for s in symbols}
-        for d in days
-    }
+    opens = open_prices(symbols, days)
     work = Path(tempfile.mkdtemp(prefix="alpaca-soak-"))
     (work / "tiny.toml").write_text(TINY_TOML)
     os.chdir(work)

@@ -6,6 +6,10 @@ when the first optimizer is made; hmmlearn with scikit-learn; scipy.stats; matpl
 torch operation, spares each run the seconds of imports. Prints ``ready``, then per run
 ``child PID``, the child's own output, and ``exit CODE CPU`` (CODE negative: killed by that
 signal; CPU: the child's CPU seconds). An empty line ends the server.
+
+Run as a script it imports all of that first (:func:`warm`); a driver whose commands need less
+(``tests/live/alpaca_soak.py``: ``paper step`` only) imports this module, warms what it needs and
+calls :func:`serve`.
 """
 
 from __future__ import annotations
@@ -13,24 +17,47 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 
-import hmmlearn.hmm  # noqa: F401  (imported once, before forking: the backtest's hmm_switch)
-import matplotlib
-import scipy.stats  # noqa: F401
-import torch._dynamo  # noqa: F401  (torch.optim imports it on the first optimizer: seconds)
-
-matplotlib.use("Agg", force=True)  # as the backtest's plots do
-import matplotlib.patches
-import matplotlib.pyplot
-
-import market_metarl.backtest.outputs
-import market_metarl.backtest.report
-import market_metarl.backtest.runner
-import market_metarl.live.account
-import market_metarl.live.step
-import market_metarl.meta.sweep
-import market_metarl.meta.trainer  # noqa: F401
 from market_metarl.cli import main
+
+
+def warm() -> None:
+    """Import what the fault tests' commands (train, backtest, sweep, paper) read: seconds."""
+    import hmmlearn.hmm  # noqa: F401  (the backtest's hmm_switch)
+    import matplotlib
+    import scipy.stats  # noqa: F401
+    import torch._dynamo  # noqa: F401  (torch.optim imports it on the first optimizer: seconds)
+
+    matplotlib.use("Agg", force=True)  # as the backtest's plots do
+    import matplotlib.patches
+    import matplotlib.pyplot
+
+    import market_metarl.backtest.outputs
+    import market_metarl.backtest.report
+    import market_metarl.backtest.runner
+    import market_metarl.live.account
+    import market_metarl.live.step
+    import market_metarl.meta.sweep
+    import market_metarl.meta.trainer  # noqa: F401
+
+
+def _run(argv: list[str]) -> int:
+    """``main(argv)``'s exit code in the child, an uncaught exception's (1, traceback) included.
+
+    The child then leaves by ``os._exit``: an exception let out of the child would tear down the
+    interpreter (torch and all: seconds on a busy machine) before the exit code is known.
+    """
+    try:
+        return main(argv)
+    except SystemExit as exc:  # what the interpreter would exit with
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
 
 
 def serve() -> None:
@@ -42,7 +69,7 @@ def serve() -> None:
         pid = os.fork()
         if pid == 0:
             print(f"child {os.getpid()}", flush=True)
-            code = main(argv)
+            code = _run(argv)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
@@ -52,4 +79,5 @@ def serve() -> None:
 
 
 if __name__ == "__main__":
+    warm()
     serve()

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from live_helpers import check_invariants
 
 FAULTS = Path(__file__).resolve().parents[1] / "faults"
 WARM = f"""
@@ -34,16 +36,22 @@ import sys
 sys.path.insert(0, {str(FAULTS)!r})
 import fork_server
 import alpaca.trading.client, alpaca.trading.requests, requests
+import market_metarl.live.api, market_metarl.live.status, market_metarl.live.step
 from market_metarl.data.sources import load_bars
 from market_metarl.live.calendar import get_calendar
 from market_metarl.live import alpaca
+from market_metarl.meta.registry import algorithm_names, get_algorithm
+for name in algorithm_names():
+    get_algorithm(name)
 get_calendar("XNYS").sessions("2019-01-02", "2019-01-31")
 for symbol in sys.argv[1:]:
     load_bars("bundled:" + symbol)
 fork_server.serve()
 """
-"""``tests/faults/fork_server.py``, after warming what every ``paper step`` of an Alpaca account
-reads (alpaca-py, the calendar, the bundled bars): a child then spends its time stepping."""
+"""``tests/faults/fork_server.py``'s loop, after warming what every ``paper step`` of an Alpaca
+account reads (alpaca-py, the step, every algorithm, the calendar, the bundled bars), and only that:
+not the backtest's libraries the fault tests warm (torch._dynamo, hmmlearn, matplotlib: tens of
+seconds on a busy machine). A child then spends its time stepping."""
 
 
 class Runner:
@@ -89,7 +97,7 @@ class Runner:
 
 @dataclass
 class SoakReport:
-    """What a soak did and found (``duplicates`` and ``differences`` must be 0)."""
+    """What a soak did and found (``duplicates``, ``missing`` and ``differences`` must be 0)."""
 
     symbols: list[str]
     sessions: int = 0
@@ -101,6 +109,8 @@ class SoakReport:
     orders_sent: int = 0
     orders_expired: int = 0
     duplicates: int = 0
+    missing: int = 0
+    steps: int = 0
     reconciliations: int = 0
     differences: int = 0
     max_difference: float = 0.0
@@ -113,8 +123,9 @@ class SoakReport:
             f"paper step, {self.kills} SIGKILLs, {self.failed_runs} failed runs",
             f"injected errors ({sum(self.injected.values())}): {injected}",
             f"order POSTs {self.posts}, orders at the broker {self.orders_sent}, expired unsent "
-            f"{self.orders_expired}, duplicates {self.duplicates}",
-            f"reconciliations {self.reconciliations}, differences {self.differences} "
+            f"{self.orders_expired}, duplicates {self.duplicates}, missing {self.missing}",
+            f"ledger steps {self.steps} (invariants hold), reconciliations "
+            f"{self.reconciliations}, differences {self.differences} "
             f"(max {self.max_difference:.3g}), {self.seconds:.1f} s",
         ]
 
@@ -184,33 +195,62 @@ def soak(
 
 
 def check(db: Path, fake: Any, report: SoakReport) -> SoakReport:
-    """Fill in what the broker holds against the ledger: orders, duplicates, differences."""
-    import sqlite3
+    """The ledger's invariants, then the broker against the ledger, counted into ``report``.
 
+    The ledger must pass :func:`live_helpers.check_invariants` (one symbol or several: each
+    order one ``(day, symbol)`` of a step, under its deterministic client id). Then, at the
+    broker: ``duplicates`` counts orders beyond one per client id or per symbol and evening
+    (the session whose close decided it, from the order's creation time in New York), and
+    orders the ledger did not send as they are (unknown client id, another Alpaca id, symbol or
+    quantity); ``missing`` counts orders the ledger sent that the broker lacks and orders still
+    only written ahead; ``differences`` counts reconciliations above 1e-9 of equity, symbols
+    whose shares differ between the ledger and the broker at the end, and cash that differs by
+    more than 1e-6 dollars.
+    """
+    report.steps = check_invariants(db)
     taken = fake.taken()
-    per_id = Counter(o["client_order_id"] for o in taken)
     report.posts, report.orders_sent, report.injected = fake.posts, len(taken), dict(fake.injected)
-    report.duplicates = sum(n - 1 for n in per_id.values())
     conn = sqlite3.connect(db)
     try:
-        rows = conn.execute("SELECT client_id, state, alpaca_id FROM alpaca_orders").fetchall()
+        rows = conn.execute(
+            "SELECT a.client_id, a.state, a.alpaca_id, a.symbol, a.qty, o.date FROM alpaca_orders "
+            "a JOIN orders o ON o.client_id = a.client_id"
+        ).fetchall()
         recs = [r[0] for r in conn.execute("SELECT difference FROM reconciliations")]
         shares = dict(conn.execute("SELECT symbol, shares FROM positions").fetchall())
+        (cash,) = conn.execute("SELECT amount FROM cash").fetchone()
     finally:
         conn.close()
-    by_id = {o["client_order_id"]: o for o in taken}
-    sent = {cid: aid for cid, state, aid in rows if state == "sent"}
-    report.orders_expired = sum(state == "expired" for _, state, _ in rows)
-    # every order at the broker is one the ledger sent, under the id the broker gave it
-    report.duplicates += len(set(by_id) ^ set(sent))
-    report.duplicates += sum(by_id[c]["id"] != a for c, a in sent.items() if c in by_id)
+    sent = {r[0]: r for r in rows if r[1] == "sent"}
+    report.orders_expired = sum(r[1] == "expired" for r in rows)
+    per_id = Counter(o["client_order_id"] for o in taken)
+    per_key = Counter((_session_of(o), o["symbol"]) for o in taken)  # the broker's own fields
+    report.duplicates = sum(n - 1 for n in per_id.values()) + sum(n - 1 for n in per_key.values())
+    report.duplicates += sum(not _as_sent(o, sent.get(o["client_order_id"])) for o in taken)
+    report.missing = len(set(sent) - set(per_id)) + sum(r[1] == "intent" for r in rows)
     report.reconciliations = len(recs)
     report.differences = sum(d > 1e-9 for d in recs)
     report.max_difference = max(recs, default=0.0)
-    held = {s: q for s, q in shares.items() if q}
-    if held != {s: q for s, q in fake.positions.items() if q}:
-        report.differences += 1
+    symbols = set(shares) | set(fake.positions)
+    report.differences += sum(shares.get(s, 0.0) != fake.positions.get(s, 0.0) for s in symbols)
+    report.differences += abs(cash - fake.cash) > 1e-6  # dollars: the fills' sums, reordered
     return report
+
+
+def _session_of(order: dict[str, Any]) -> str:
+    """The New York date the broker's ``order`` was created on (an OPG order: its evening)."""
+    from alpaca_fake import ET
+
+    return dt.datetime.fromisoformat(order["created_at"]).astimezone(ET).date().isoformat()
+
+
+def _as_sent(order: dict[str, Any], row: tuple[Any, ...] | None) -> bool:
+    """Whether the broker's ``order`` is the one the ledger's ``alpaca_orders`` ``row`` sent."""
+    if row is None:
+        return False
+    _, _, alpaca_id, symbol, qty, _ = row
+    signed = float(order["qty"]) * (1.0 if order["side"] == "buy" else -1.0)
+    return bool(order["id"] == alpaca_id and order["symbol"] == symbol and signed == qty)
 
 
 def session_days(first: str, count: int) -> list[str]:
@@ -220,3 +260,14 @@ def session_days(first: str, count: int) -> list[str]:
     start = dt.date.fromisoformat(first)
     days = get_calendar("XNYS").sessions(start, start + dt.timedelta(days=2 * count + 10))
     return [d.date().isoformat() for d in days[:count]]
+
+
+def open_prices(symbols: Sequence[str], days: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The bundled open price of each symbol on each of ``days`` (``soak``'s ``opens``)."""
+    from market_metarl.data.sources import load_bars
+
+    bars = {s: load_bars(f"bundled:{s}") for s in symbols}
+    return {
+        d: {s: float(bars[s]["open"].to_numpy()[bars[s].index.get_loc(d)]) for s in symbols}
+        for d in days
+    }

@@ -305,3 +305,4 @@ def test_a_multi_asset_account_trades_every_symbol_on_alpaca_and_reconciles(
     assert {cid for cid, _, _ in orders} >= set(ids)
     for cid, day, symbol in orders:
         assert cid.endswith(f"-{day.replace('-', '')}-{symbol}")
+    assert check_invariants(db) == len(DAYS)  # the multi-asset ledger's invariants

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from live_helpers import K, R, cli, sessions
+from live_helpers import K, R, check_invariants, cli, sessions
 
 from market_metarl.backtest.portfolio import rolling_portfolio
 from market_metarl.data.sources import load_bars
@@ -46,16 +46,10 @@ def per_symbol(db: Path, sql: str, days: pd.DatetimeIndex) -> np.ndarray:
 
 
 def check_portfolio_invariants(db: Path, n: int) -> None:
-    """Integrity, equity = cash + sum of marks, one order per (day, symbol) and unique ids."""
-    assert rows(db, "PRAGMA integrity_check")[0][0] == "ok"
-    assert rows(db, "PRAGMA foreign_key_check") == []
-    for day, cash, equity, value in rows(
-        db,
-        "SELECT e.date, e.cash, e.equity, SUM(m.shares * m.price) FROM equity e "
-        "JOIN marks m ON m.date = e.date GROUP BY e.date",
-    ):
-        assert equity == pytest.approx(cash + value, rel=1e-12, abs=1e-9), day
-    ((steps,),) = rows(db, "SELECT COUNT(*) FROM steps")
+    """``check_invariants`` (integrity, equity = cash + marks, each order one ``(day, symbol)`` of
+    a step under its id), and a simulated account's orders: every symbol every step, one pending
+    per symbol, fills with costs."""
+    steps = check_invariants(db)
     ((orders, ids, keys),) = rows(
         db, "SELECT COUNT(*), COUNT(DISTINCT client_id), COUNT(DISTINCT date || symbol) FROM orders"
     )
