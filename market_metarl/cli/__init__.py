@@ -75,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _is_disk_full(exc):
             print(f"error: {exc}: free some space, then run the command again", file=sys.stderr)
             return EXIT_UNEXPECTED
+        broker = _broker_failure(exc)
+        if broker is not None:
+            print(f"error: {broker}", file=sys.stderr)
+            return EXIT_UNEXPECTED
         if not _is_user_error(exc):
             raise
         print(f"error: {exc}", file=sys.stderr)
@@ -94,6 +98,31 @@ def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
     """
     for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
         print(f"warning: {message}", file=sys.stderr)
+
+
+def _broker_failure(exc: Exception) -> str | None:
+    """One line for a broker API that failed outside the order path, else None.
+
+    A read (account, clock, calendar, positions, bars) that fails reaches here. The order path
+    handles its own failures (write-ahead, lookup by client id), so whatever the step had done is
+    either committed or resumed by a rerun (the soak test kills steps anywhere). The modules are
+    looked up in ``sys.modules``: a command that never talked to a broker has not imported them.
+    """
+    alpaca = sys.modules.get("alpaca.common.exceptions")
+    requests = sys.modules.get("requests")
+    network = requests is not None and isinstance(exc, requests.RequestException)
+    api = alpaca is not None and isinstance(exc, alpaca.APIError)
+    if not (network or api):
+        return None
+    if api:
+        status = getattr(exc, "status_code", None)
+        what = f"HTTP {status}: {str(exc)[:200]}"
+    else:
+        what = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return (
+        f"the broker's API failed ({what}); the ledger is consistent (orders are written ahead "
+        "and looked up by client id on the next run): run the same command again"
+    )
 
 
 def _is_disk_full(exc: Exception) -> bool:

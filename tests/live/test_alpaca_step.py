@@ -306,3 +306,18 @@ def test_a_multi_asset_account_trades_every_symbol_on_alpaca_and_reconciles(
     for cid, day, symbol in orders:
         assert cid.endswith(f"-{day.replace('-', '')}-{symbol}")
     assert check_invariants(db) == len(DAYS)  # the multi-asset ledger's invariants
+
+
+def test_a_broker_outage_on_a_read_is_one_error_line_and_a_rerun_trades_once(
+    db: Path, fake_alpaca: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_alpaca.inject(0, 1.0)  # every request fails: 429, 500, 503, 504 in turn
+    code, out, err = cli(capsys, "paper", "step", "--db", str(db), "--asof", DAYS[0])
+    assert code == 1 and not out
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: the broker's API failed (HTTP ") and "run the same" in line
+    assert fake_alpaca.taken() == []
+    fake_alpaca.chaos = None  # the broker is back: the same command steps, once
+    assert cli(capsys, "paper", "step", "--db", str(db), "--asof", DAYS[0])[0] == 0
+    assert check_invariants(db) == 1  # one step
+    assert len(fake_alpaca.taken()) <= 1  # one order, or none if the target rounds to 0 shares
