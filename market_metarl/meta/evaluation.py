@@ -7,6 +7,10 @@ daily log returns, and prices it with the one accounting, so what is scored is w
 backtest and paper trading would book. Scores are the one Sharpe ratio
 (:func:`market_metarl.stats.sharpe`, simple daily returns) and intervals the one bootstrap
 (:func:`market_metarl.stats.bootstrap_ci`), as in the backtest's ``metrics.json``.
+
+:func:`validation_score` (the mean adapted Sharpe over tasks) is what a sweep ranks settings by
+and what ``[train] select_on = "val"`` selects checkpoints by; :func:`adapted_sharpes` computes
+it in one batch for gradient agents.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from market_metarl.meta.agents import GradientAgent
 from market_metarl.meta.contracts import Agent, check_adapt_days
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.protocol import act_days
+from market_metarl.meta.rollout import episode_log_returns, mlp_weights
 from market_metarl.stats import bootstrap_ci, sharpe
 from market_metarl.types import TRADING_DAYS_PER_YEAR
 
@@ -98,6 +104,7 @@ def evaluate_adaptation(
     k_days: int,
     horizon: int,
     tasks: Sequence[int] | None = None,
+    zero_shot: bool = True,
 ) -> list[TaskResult]:
     """Adapt on the first ``k_days`` of each task and trade the next ``horizon`` days.
 
@@ -107,22 +114,19 @@ def evaluate_adaptation(
         k_days: Support days (the decisions of days ``0..k-2`` earn days ``1..k-1``).
         horizon: Query days traded (decisions from the close of the last support day).
         tasks: Rows of ``episode`` to evaluate (default: all).
+        zero_shot: Also trade the query days before adapting (False: the ``pre_`` fields are
+            NaN, for a caller that reads only the adapted results at half the cost).
 
     Returns:
         One :class:`TaskResult` per task.
     """
-    check_adapt_days(k_days, "k_days")
-    if k_days - 1 + horizon > episode.days:
-        raise ValueError(
-            f"episode has {episode.days} decision days, k_days - 1 + horizon = "
-            f"{k_days - 1 + horizon} needed"
-        )
-    support_all = episode.window(0, k_days - 1)
-    query_all = episode.window(k_days - 1, k_days - 1 + horizon)
+    support_all, query_all = _support_and_query(episode, k_days, horizon)
     results = []
     for row in tasks if tasks is not None else range(episode.batch):
-        agent.init()
-        _, pre = trade(agent, query_all, row)
+        pre = np.full(1, np.nan)
+        if zero_shot:
+            agent.init()
+            _, pre = trade(agent, query_all, row)
         agent.init()
         with torch.enable_grad():
             agent.adapt(support_all.select([row]))
@@ -130,7 +134,7 @@ def evaluate_adaptation(
         results.append(
             TaskResult(
                 task=row,
-                pre_sharpe=task_sharpe(pre),
+                pre_sharpe=task_sharpe(pre) if zero_shot else math.nan,
                 post_sharpe=task_sharpe(post),
                 pre_return=float(pre.sum()),
                 post_return=float(post.sum()),
@@ -139,3 +143,53 @@ def evaluate_adaptation(
             )
         )
     return results
+
+
+def _support_and_query(episode: Episode, k_days: int, horizon: int) -> tuple[Episode, Episode]:
+    """The support days (first ``k_days - 1`` decisions) and the next ``horizon`` query days.
+
+    Raises:
+        ConfigError: ``k_days`` under 2.
+        ValueError: The episode is shorter than ``k_days - 1 + horizon`` decision days.
+    """
+    check_adapt_days(k_days, "k_days")
+    if k_days - 1 + horizon > episode.days:
+        raise ValueError(
+            f"episode has {episode.days} decision days, k_days - 1 + horizon = "
+            f"{k_days - 1 + horizon} needed"
+        )
+    return episode.window(0, k_days - 1), episode.window(k_days - 1, k_days - 1 + horizon)
+
+
+def adapted_sharpes(agent: Agent, episode: Episode, k_days: int, horizon: int) -> np.ndarray:
+    """Each task's :func:`task_sharpe` after adapting: ``post_sharpe`` of :func:`evaluate_adaptation`.
+
+    A :class:`~market_metarl.meta.agents.GradientAgent` (MAML, pooled) is scored in one batched
+    computation: every task adapts at once (``adapt_many``, the adaptation ``adapt`` runs on a
+    batch of one) and the query days are rolled out for all tasks together and priced by the
+    one accounting (:func:`~market_metarl.meta.rollout.episode_log_returns`): the same returns as
+    the day-by-day path up to float32 rounding (a test bounds the gap). Other agents go through
+    :func:`evaluate_adaptation` without its zero-shot half.
+
+    Returns:
+        ``(tasks,)`` annualised Sharpe ratios of the query days, in the episode's row order.
+    """
+    if not isinstance(agent, GradientAgent):
+        results = evaluate_adaptation(agent, episode, k_days, horizon, zero_shot=False)
+        return np.array([r.post_sharpe for r in results])
+    support, query = _support_and_query(episode, k_days, horizon)
+    agent.init()
+    with torch.enable_grad():
+        params = agent.adapt_many(support)
+    with torch.no_grad():
+        weights = mlp_weights(agent.policy, params, query, per_task=True)
+        daily = episode_log_returns(query, weights).numpy()
+    return np.array([task_sharpe(row) for row in daily])
+
+
+def validation_score(agent: Agent, episode: Episode, k_days: int, horizon: int) -> float:
+    """The mean over tasks of the adapted Sharpe ratio of the query days (:func:`adapted_sharpes`).
+
+    What a sweep ranks settings by and ``[train] select_on = "val"`` selects checkpoints by.
+    """
+    return float(np.mean(adapted_sharpes(agent, episode, k_days, horizon)))
