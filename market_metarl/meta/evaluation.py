@@ -10,7 +10,7 @@ backtest and paper trading would book. Scores are the one Sharpe ratio
 
 :func:`validation_score` (the mean adapted Sharpe over tasks) is what a sweep ranks settings by
 and what ``[train] select_on = "val"`` selects checkpoints by; :func:`adapted_sharpes` computes
-it in one batch for gradient agents.
+it in one batch for gradient and recurrent agents.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from market_metarl.meta.agents import GradientAgent
+from market_metarl.meta.agents import GradientAgent, RL2Agent
 from market_metarl.meta.contracts import Agent, check_adapt_days
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.protocol import act_days
-from market_metarl.meta.rollout import episode_log_returns, mlp_weights
+from market_metarl.meta.rollout import episode_log_returns, gru_rollout, mlp_weights
 from market_metarl.stats import bootstrap_ci, sharpe
 from market_metarl.types import TRADING_DAYS_PER_YEAR
 
@@ -164,27 +164,42 @@ def _support_and_query(episode: Episode, k_days: int, horizon: int) -> tuple[Epi
 def adapted_sharpes(agent: Agent, episode: Episode, k_days: int, horizon: int) -> np.ndarray:
     """Each task's :func:`task_sharpe` after adapting: ``post_sharpe`` of :func:`evaluate_adaptation`.
 
-    A :class:`~market_metarl.meta.agents.GradientAgent` (MAML, pooled) is scored in one batched
-    computation: every task adapts at once (``adapt_many``, the adaptation ``adapt`` runs on a
-    batch of one) and the query days are rolled out for all tasks together and priced by the
-    one accounting (:func:`~market_metarl.meta.rollout.episode_log_returns`): the same returns as
-    the day-by-day path up to float32 rounding (a test bounds the gap). Other agents go through
+    Gradient agents (MAML, pooled) and recurrent ones (RL^2) are scored for every task at once:
+    the supports adapt as one batch (``adapt_many``, which ``adapt`` runs on a batch of one; the
+    GRU over every support) and the query days, each from a flat book, are rolled out side by
+    side and priced by the one accounting (:mod:`~market_metarl.meta.rollout`): the returns of
+    the day-by-day path up to float rounding (a test bounds the gap). Other agents go through
     :func:`evaluate_adaptation` without its zero-shot half.
 
     Returns:
         ``(tasks,)`` annualised Sharpe ratios of the query days, in the episode's row order.
     """
-    if not isinstance(agent, GradientAgent):
+    support, query = _support_and_query(episode, k_days, horizon)
+    daily = _batched_query_returns(agent, support, query)
+    if daily is None:
         results = evaluate_adaptation(agent, episode, k_days, horizon, zero_shot=False)
         return np.array([r.post_sharpe for r in results])
-    support, query = _support_and_query(episode, k_days, horizon)
+    return np.array([task_sharpe(row) for row in daily.numpy()])
+
+
+def _batched_query_returns(agent: Agent, support: Episode, query: Episode) -> torch.Tensor | None:
+    """Daily log returns ``(B, H)`` of the query days after adapting, all tasks at once.
+
+    None for an agent with no batched path. The agent is reset first and left reset.
+    """
     agent.init()
-    with torch.enable_grad():
-        params = agent.adapt_many(support)
-    with torch.no_grad():
-        weights = mlp_weights(agent.policy, params, query, per_task=True)
-        daily = episode_log_returns(query, weights).numpy()
-    return np.array([task_sharpe(row) for row in daily])
+    if isinstance(agent, GradientAgent):
+        with torch.enable_grad():
+            params = agent.adapt_many(support)
+        with torch.no_grad():
+            weights = mlp_weights(agent.policy, params, query, per_task=True)
+            return episode_log_returns(query, weights)
+    if isinstance(agent, RL2Agent):
+        with torch.no_grad():
+            # RL2Agent.adapt on every support; then act from a flat book, the state carried over
+            w, _, h, last_r = gru_rollout(agent.policy, None, support)
+            return gru_rollout(agent.policy, None, query, h, w[:, -1].float(), last_r)[1]
+    return None
 
 
 def validation_score(agent: Agent, episode: Episode, k_days: int, horizon: int) -> float:

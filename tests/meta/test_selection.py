@@ -29,7 +29,7 @@ from market_metarl.meta.selection import Selection
 from market_metarl.meta.trainer import train
 from market_metarl.types import ConfigError
 
-SPLITS = {
+SPLITS: dict[str, Any] = {
     "train": ["2000-01-01", "2007-12-31"],
     "val": ["2008-03-01", "2010-12-31"],
     "test": ["2011-03-01", "2019-12-31"],
@@ -135,7 +135,7 @@ def test_the_kept_weights_are_those_of_the_scripted_best_iteration(
 def test_every_algorithm_keeps_its_best_scored_weights_and_its_trajectory(
     tmp_path: Path, algo: str
 ) -> None:
-    short = {a: {"iterations": 3} for a in ("model_based", "pearl")}
+    short: dict[str, Any] = {a: {"iterations": 3} for a in ("model_based", "pearl")}
     exp = Experiment.from_config(select_config(select_every=1, iterations=3, **short))
     run = train(exp, algo, tmp_path / "sel", seed=1)
     off = train(
@@ -165,19 +165,26 @@ def test_every_algorithm_keeps_its_best_scored_weights_and_its_trajectory(
         )
 
 
-def test_batched_scores_equal_the_day_by_day_ones(trained_run: Path) -> None:
+@pytest.fixture(scope="module")
+def rl2_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rl2") / "run"
+    return train(Experiment.from_config(small_config(iterations=3)), "rl2", out, seed=0)
+
+
+@pytest.mark.parametrize("strategy", ["adapted", "pooled", "rl2"])
+def test_batched_scores_equal_the_day_by_day_ones(
+    trained_run: Path, rl2_run: Path, strategy: str
+) -> None:
     exp = Experiment.from_config(select_config())
     selection = Selection.of(exp)
     assert selection is not None and selection.episode.batch >= 5
-    run = TrainedRun.open(trained_run)
+    run = TrainedRun.open(rl2_run if strategy == "rl2" else trained_run)
+    agent = run.agent("adapted" if strategy == "rl2" else strategy)
     k, h = selection.k_days, selection.horizon
-    for strategy in ("adapted", "pooled"):
-        batched = adapted_sharpes(run.agent(strategy), selection.episode, k, h)
-        slow = [
-            r.post_sharpe for r in evaluate_adaptation(run.agent(strategy), selection.episode, k, h)
-        ]
-        np.testing.assert_allclose(batched, slow, rtol=1e-4, atol=1e-4)
-        assert np.ptp(batched) > 0.1  # scores that can tell tasks apart
+    batched = adapted_sharpes(agent, selection.episode, k, h)
+    slow = [r.post_sharpe for r in evaluate_adaptation(agent, selection.episode, k, h)]
+    np.testing.assert_allclose(batched, slow, rtol=1e-4, atol=1e-4)
+    assert np.ptp(batched) > 0.1  # scores that can tell tasks apart
 
 
 # (b), (c): what validation and test data may change
