@@ -329,3 +329,18 @@ def test_a_copied_run_is_opened_with_its_kept_weights(tmp_path: Path) -> None:
     shutil.copytree(run, tmp_path / "b")
     kept = TrainedRun.open(tmp_path / "b").learner("pooled").agent_state()
     assert_same(tensors(kept), agent_part(run, "pooled", "selected"))
+
+
+def test_train_cli_says_which_iterations_were_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from market_metarl.cli import main
+    from market_metarl.meta.rundir import write_toml
+
+    path = tmp_path / "cfg.toml"
+    write_toml(path, select_config(select_every=1))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(path), "--algo", "pooled", "--out", str(out)]) == 0
+    best = json.loads((out / "run.json").read_text())["selected"]["pooled"]
+    shown = f"pooled: kept iteration {best['iteration']} (val score {best['score']:.3f})"
+    assert shown in capsys.readouterr().out
