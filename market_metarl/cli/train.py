@@ -51,6 +51,7 @@ def register(sub: SubParsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train the run into ``--out``, one progress bar per learner."""
     from market_metarl.meta.experiment import Experiment
+    from market_metarl.meta.rundir import read_run_json
     from market_metarl.meta.trainer import train, with_iterations, with_tensorboard, with_threads
     from market_metarl.seeding import seed_everything
 
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             backend=backend,
         )
         print(f"run written to {run_dir}")
+        for learner, best in read_run_json(run_dir).get("selected", {}).items():
+            print(f"{learner}: kept iteration {best['iteration']} (val score {best['score']:.3f})")
     if args.json:
         print_json(_summary(run_dir, time.perf_counter() - started, exp))
     return EXIT_OK
@@ -86,6 +89,7 @@ def _summary(run_dir: Path, seconds: float, exp: Experiment) -> dict[str, Any]:
     from market_metarl.meta.rundir import final_metrics, read_run_json
 
     state = read_run_json(run_dir)
+    selected = {"selected": state["selected"]} if "selected" in state else {}
     return {
         "run_dir": str(run_dir),
         "algo": state["algo"],
@@ -95,6 +99,7 @@ def _summary(run_dir: Path, seconds: float, exp: Experiment) -> dict[str, Any]:
         "train_tasks": len(exp.tasks.split("train")),
         "test_tasks": len(exp.tasks.split("test")),
         "metrics": final_metrics(run_dir / "metrics.csv"),
+        **selected,
     }
 
 

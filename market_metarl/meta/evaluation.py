@@ -7,6 +7,10 @@ daily log returns, and prices it with the one accounting, so what is scored is w
 backtest and paper trading would book. Scores are the one Sharpe ratio
 (:func:`market_metarl.stats.sharpe`, simple daily returns) and intervals the one bootstrap
 (:func:`market_metarl.stats.bootstrap_ci`), as in the backtest's ``metrics.json``.
+
+:func:`validation_score` (the mean adapted Sharpe over tasks) is what a sweep ranks settings by
+and what ``[train] select_on = "val"`` selects checkpoints by; :func:`adapted_sharpes` computes
+it in one batch for gradient and recurrent agents.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from market_metarl.meta.agents import GradientAgent, RL2Agent
 from market_metarl.meta.contracts import Agent, check_adapt_days
 from market_metarl.meta.episodes import Episode
 from market_metarl.meta.protocol import act_days
+from market_metarl.meta.rollout import episode_log_returns, gru_rollout, mlp_weights
 from market_metarl.stats import bootstrap_ci, sharpe
 from market_metarl.types import TRADING_DAYS_PER_YEAR
 
@@ -98,6 +104,7 @@ def evaluate_adaptation(
     k_days: int,
     horizon: int,
     tasks: Sequence[int] | None = None,
+    zero_shot: bool = True,
 ) -> list[TaskResult]:
     """Adapt on the first ``k_days`` of each task and trade the next ``horizon`` days.
 
@@ -107,22 +114,19 @@ def evaluate_adaptation(
         k_days: Support days (the decisions of days ``0..k-2`` earn days ``1..k-1``).
         horizon: Query days traded (decisions from the close of the last support day).
         tasks: Rows of ``episode`` to evaluate (default: all).
+        zero_shot: Also trade the query days before adapting (False: the ``pre_`` fields are
+            NaN, for a caller that reads only the adapted results at half the cost).
 
     Returns:
         One :class:`TaskResult` per task.
     """
-    check_adapt_days(k_days, "k_days")
-    if k_days - 1 + horizon > episode.days:
-        raise ValueError(
-            f"episode has {episode.days} decision days, k_days - 1 + horizon = "
-            f"{k_days - 1 + horizon} needed"
-        )
-    support_all = episode.window(0, k_days - 1)
-    query_all = episode.window(k_days - 1, k_days - 1 + horizon)
+    support_all, query_all = _support_and_query(episode, k_days, horizon)
     results = []
     for row in tasks if tasks is not None else range(episode.batch):
-        agent.init()
-        _, pre = trade(agent, query_all, row)
+        pre = np.full(1, np.nan)
+        if zero_shot:
+            agent.init()
+            _, pre = trade(agent, query_all, row)
         agent.init()
         with torch.enable_grad():
             agent.adapt(support_all.select([row]))
@@ -130,7 +134,7 @@ def evaluate_adaptation(
         results.append(
             TaskResult(
                 task=row,
-                pre_sharpe=task_sharpe(pre),
+                pre_sharpe=task_sharpe(pre) if zero_shot else math.nan,
                 post_sharpe=task_sharpe(post),
                 pre_return=float(pre.sum()),
                 post_return=float(post.sum()),
@@ -139,3 +143,68 @@ def evaluate_adaptation(
             )
         )
     return results
+
+
+def _support_and_query(episode: Episode, k_days: int, horizon: int) -> tuple[Episode, Episode]:
+    """The support days (first ``k_days - 1`` decisions) and the next ``horizon`` query days.
+
+    Raises:
+        ConfigError: ``k_days`` under 2.
+        ValueError: The episode is shorter than ``k_days - 1 + horizon`` decision days.
+    """
+    check_adapt_days(k_days, "k_days")
+    if k_days - 1 + horizon > episode.days:
+        raise ValueError(
+            f"episode has {episode.days} decision days, k_days - 1 + horizon = "
+            f"{k_days - 1 + horizon} needed"
+        )
+    return episode.window(0, k_days - 1), episode.window(k_days - 1, k_days - 1 + horizon)
+
+
+def adapted_sharpes(agent: Agent, episode: Episode, k_days: int, horizon: int) -> np.ndarray:
+    """Each task's :func:`task_sharpe` after adapting: ``post_sharpe`` of :func:`evaluate_adaptation`.
+
+    Gradient agents (MAML, pooled) and recurrent ones (RL^2) are scored for every task at once:
+    the supports adapt as one batch (``adapt_many``, which ``adapt`` runs on a batch of one; the
+    GRU over every support) and the query days, each from a flat book, are rolled out side by
+    side and priced by the one accounting (:mod:`~market_metarl.meta.rollout`): the returns of
+    the day-by-day path up to float rounding (a test bounds the gap). Other agents go through
+    :func:`evaluate_adaptation` without its zero-shot half.
+
+    Returns:
+        ``(tasks,)`` annualised Sharpe ratios of the query days, in the episode's row order.
+    """
+    support, query = _support_and_query(episode, k_days, horizon)
+    daily = _batched_query_returns(agent, support, query)
+    if daily is None:
+        results = evaluate_adaptation(agent, episode, k_days, horizon, zero_shot=False)
+        return np.array([r.post_sharpe for r in results])
+    return np.array([task_sharpe(row) for row in daily.numpy()])
+
+
+def _batched_query_returns(agent: Agent, support: Episode, query: Episode) -> torch.Tensor | None:
+    """Daily log returns ``(B, H)`` of the query days after adapting, all tasks at once.
+
+    None for an agent with no batched path. The agent is reset first and left reset.
+    """
+    agent.init()
+    if isinstance(agent, GradientAgent):
+        with torch.enable_grad():
+            params = agent.adapt_many(support)
+        with torch.no_grad():
+            weights = mlp_weights(agent.policy, params, query, per_task=True)
+            return episode_log_returns(query, weights)
+    if isinstance(agent, RL2Agent):
+        with torch.no_grad():
+            # RL2Agent.adapt on every support; then act from a flat book, the state carried over
+            w, _, h, last_r = gru_rollout(agent.policy, None, support)
+            return gru_rollout(agent.policy, None, query, h, w[:, -1].float(), last_r)[1]
+    return None
+
+
+def validation_score(agent: Agent, episode: Episode, k_days: int, horizon: int) -> float:
+    """The mean over tasks of the adapted Sharpe ratio of the query days (:func:`adapted_sharpes`).
+
+    What a sweep ranks settings by and ``[train] select_on = "val"`` selects checkpoints by.
+    """
+    return float(np.mean(adapted_sharpes(agent, episode, k_days, horizon)))

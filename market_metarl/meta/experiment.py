@@ -24,72 +24,13 @@ from market_metarl.envs.market import TaskMarket
 from market_metarl.envs.spec import EnvSpec, env_spec_from_config
 from market_metarl.meta.contracts import check_adapt_days
 from market_metarl.meta.episodes import TaskPool
+from market_metarl.meta.moved_keys import MOVED
 from market_metarl.meta.objectives import Objective, ObjectiveName
 from market_metarl.meta.policies import Head, MLPPolicy, PolicySpec, seeded_mlp
 from market_metarl.meta.registry import algorithm_names, check_name, get_algorithm
 from market_metarl.meta.sizing import read_volatility, vol_indices
 from market_metarl.parallel import Backend
 from market_metarl.types import ConfigError, TaskSpec
-
-MOVED: dict[str, str] = {
-    **{
-        k: f"maml.{v}"
-        for k, v in {
-            "meta_batch": "batch",
-            "inner_steps": "inner_steps",
-            "inner_lr": "inner_lr",
-            "learn_inner_lr": "learn_inner_lr",
-            "first_order": "first_order",
-        }.items()
-    },
-    **{f"rl2_{k}": f"rl2.{k}" for k in ("hidden", "batch", "iterations")},
-    **{
-        f"ppo_{k}": f"rl2_ppo.{k}"
-        for k in (
-            "lr",
-            "epochs",
-            "minibatches",
-            "clip",
-            "gamma",
-            "entropy",
-            "value_coef",
-            "init_log_std",
-        )
-    },
-    "ppo_lambda": "rl2_ppo.gae_lambda",
-    **{f"pooled_{k}": f"pooled.{k}" for k in ("iterations", "batch")},
-    **{k: f"pooled.{k}" for k in ("finetune_steps", "finetune_lr", "scratch_steps", "scratch_lr")},
-    **{
-        f"mb_{k}": f"model_based.{k}"
-        for k in (
-            "hidden",
-            "layers",
-            "batch",
-            "iterations",
-            "inner_steps",
-            "inner_lr",
-            "inner_lr_lr",
-            "risk_aversion",
-            "online",
-            "memory_days",
-        )
-    },
-    **{
-        f"pearl_{k}": f"pearl.{k}"
-        for k in (
-            "latent",
-            "hidden",
-            "bilinear",
-            "batch",
-            "iterations",
-            "kl_weight",
-            "online",
-            "memory_days",
-            "film",
-        )
-    },
-}
-"""Flat ``[train]`` keys of configs before algorithms had their own tables -> their new home."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +55,15 @@ class TrainConfig:
             the MLP learners (MAML and pooled).
         grad_clip: Global gradient-norm clip of the updates.
         checkpoint_every: Iterations between checkpoints (a metrics row is written at each).
+        select_on: ``"none"`` (the default: a run keeps its last weights) or ``"val"``: every
+            ``select_every`` iterations, and at the last, each learner (its pooled twin too) is
+            scored on the ``[splits] val`` tasks (adapted on each task's first K days, then
+            trading the next H: the mean Sharpe ratio of :func:`~market_metarl.meta.evaluation.
+            validation_score`) and the run keeps the best-scoring weights
+            (:mod:`market_metarl.meta.selection`). Validation never enters a gradient: the
+            training trajectory is the same as with ``"none"``.
+        select_every: Iterations between validation scores under ``select_on = "val"``; when
+            not set, ``checkpoint_every``.
         log_every: Iterations between metrics rows (``metrics.csv`` and TensorBoard), each the
             mean of the learner's step stats since the last row; a row is also written at every
             checkpoint and at a learner's last iteration (:mod:`market_metarl.meta.trainlog`).
@@ -149,6 +99,8 @@ class TrainConfig:
     estimator: Literal["pathwise", "score_function"] = "pathwise"
     grad_clip: float = 1.0
     checkpoint_every: int = 50
+    select_on: Literal["none", "val"] = "none"
+    select_every: int = 50
     vol_target: float = 0.0
     objective: ObjectiveName = "log_return"
     risk_aversion: float = 1.0
@@ -166,8 +118,8 @@ class TrainConfig:
         """
         check_name(self.algo)
         check_adapt_days(self.adapt_days, "train.adapt_days")
-        sizes = ("iterations", "horizon", "hidden", "layers", "checkpoint_every", "log_every")
-        for name in (*sizes, "threads"):
+        sizes = ("iterations", "horizon", "hidden", "layers", "checkpoint_every", "select_every")
+        for name in (*sizes, "log_every", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.tensorboard == "":
@@ -237,6 +189,8 @@ def train_config(table: Mapping[str, Any] | None) -> TrainConfig:
         raise ConfigError(
             "train.tables is not a setting; write each algorithm's [train.<algo>] table"
         )
+    # select_every defaults to checkpoint_every (its own default when that is not set either)
+    table.setdefault("select_every", table.get("checkpoint_every", TrainConfig.checkpoint_every))
     names = algorithm_names()
     sub = {k: table.pop(k) for k in list(table) if k in names and isinstance(table[k], dict)}
     tables = {k: build(get_algorithm(k).config, v, f"train.{k}") for k, v in sub.items()}
@@ -313,6 +267,12 @@ class Experiment:
         check_warmup_days(data, env.features, env.window)  # before any data is read
         env = replace(env, features=resolve_context(env.features, data, recorded is None))
         tasks = taskset_from_config(cfg, recorded)
+        if train.select_on == "val" and not tasks.split("val"):
+            raise ConfigError(
+                'train.select_on = "val" scores checkpoints on the validation tasks, and this '
+                "config has none: set [splits] val (a period between train and test) or "
+                'select_on = "none"'
+            )
         return cls(cfg, tasks, env, train)
 
     def markets(self, tasks: Sequence[TaskSpec]) -> list[TaskMarket]:

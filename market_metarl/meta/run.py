@@ -22,6 +22,7 @@ from market_metarl.meta.protocol import MarketView, market_view
 from market_metarl.meta.rundir import (
     Shapes,
     checkpoint_path,
+    kept,
     load_agent_part,
     load_checkpoint,
     read_run_json,
@@ -129,10 +130,12 @@ class TrainedRun:
     def learner(self, name: str) -> Learner:
         """The run's trained learner ``name`` (its checkpoint read on first use).
 
-        Only the checkpoint's agent part is loaded: the learner's optimiser stays fresh.
+        Only the checkpoint's agent part is loaded: the learner's optimiser stays fresh. Under
+        ``[train] select_on = "val"`` it is the weights selected on validation (``run.json``'s
+        ``selected`` says which iteration), else the last ones.
         """
         if name not in self.payloads:
-            self.payloads[name] = load_checkpoint(checkpoint_path(self.path, name), name)
+            self.payloads[name] = kept(load_checkpoint(checkpoint_path(self.path, name), name))
         learner = build_learner(name, self.experiment, self.shapes, 0)
         load_agent_part(learner, self.payloads[name], checkpoint_path(self.path, name))
         return learner

@@ -51,6 +51,7 @@ LATER_SETTINGS: dict[tuple[str, str], Any] = {
     ("train", "objective"): "log_return",
     ("train", "risk_aversion"): 1.0,
     ("train", "turnover_bps"): 0.0,
+    ("train", "select_on"): "none",
 }
 """Settings added after runs were first written, and their defaults: left out of the digest while
 at their default, so a run trained before they existed keeps its digest (it still resumes, and
@@ -61,10 +62,12 @@ def config_digest(exp: Experiment, learners: Sequence[str]) -> str:
     """A short digest of the resolved config (resume refuses another config).
 
     :data:`EXECUTION_SETTINGS` are left out, as the backend is, and :data:`LATER_SETTINGS` while
-    at their defaults.
+    at their defaults; ``select_every`` is left out while ``select_on = "none"`` (unread then).
     """
     cfg = resolved_config(exp, learners)
     cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in EXECUTION_SETTINGS}
+    if cfg["train"].get("select_on") == "none":
+        del cfg["train"]["select_every"]  # read only under select_on = "val"
     for (section, key), default in LATER_SETTINGS.items():
         if section in cfg and key in cfg[section] and _plain(cfg[section][key]) == default:
             del cfg[section][key]

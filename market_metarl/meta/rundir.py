@@ -283,8 +283,19 @@ def final_metrics(path: Path) -> dict[str, dict[str, float]]:
     return {learner: metrics for learner, (_, metrics) in last.items()}
 
 
-def save_checkpoint(path: Path, learner: Learner, rng: np.random.Generator, iteration: int) -> None:
-    """Write ``learner``'s checkpoint (agent part, training part, the sampling RNG) atomically."""
+def save_checkpoint(
+    path: Path,
+    learner: Learner,
+    rng: np.random.Generator,
+    iteration: int,
+    selected: dict[str, Any] | None = None,
+) -> None:
+    """Write ``learner``'s checkpoint (agent part, training part, the sampling RNG) atomically.
+
+    ``selected`` (``[train] select_on = "val"``: the best weights so far, their iteration and
+    validation score, :mod:`market_metarl.meta.selection`) is stored beside them; an agent is then
+    rebuilt from it (:func:`kept`), and ``--resume`` continues from the latest weights.
+    """
     payload = {
         "format": RUN_FORMAT,
         "learner": learner.name,
@@ -293,6 +304,8 @@ def save_checkpoint(path: Path, learner: Learner, rng: np.random.Generator, iter
         "training": learner.training_state(),
         "rng": json.dumps(rng.bit_generator.state),
     }
+    if selected is not None:
+        payload["selected"] = selected
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -323,6 +336,17 @@ def load_checkpoint(path: Path, learner: str | None = None) -> dict[str, Any]:
     if learner is not None and payload.get("learner") != learner:
         raise RunError(f"checkpoint {path} holds a {payload.get('learner')} learner, not {learner}")
     return payload
+
+
+def kept(payload: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's payload with the weights the run keeps as its ``agent`` part.
+
+    The weights selected on validation when the run selected (``[train] select_on = "val"``),
+    else the latest ones.
+    """
+    if "selected" not in payload:
+        return payload
+    return {**payload, "agent": payload["selected"]["agent"]}
 
 
 def load_agent_part(learner: Learner, payload: dict[str, Any], where: Path) -> None:

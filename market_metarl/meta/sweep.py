@@ -160,12 +160,12 @@ def sweep_piece(job: SweepJob, piece: Piece) -> dict[str, Any]:
 
 
 def params_digest(run_dir: Path, learner: str) -> str:
-    """SHA-256 (16 hex digits) of a trained learner's tensors, to compare runs bit for bit."""
+    """SHA-256 (16 hex digits) of a trained learner's kept tensors, to compare runs bit for bit."""
     import torch
 
-    from market_metarl.meta.rundir import checkpoint_path, load_checkpoint
+    from market_metarl.meta.rundir import checkpoint_path, kept, load_checkpoint
 
-    state = load_checkpoint(checkpoint_path(run_dir, learner), learner)["agent"]
+    state = kept(load_checkpoint(checkpoint_path(run_dir, learner), learner))["agent"]
     digest = hashlib.sha256()
 
     def walk(obj: Any, prefix: str) -> None:

@@ -31,12 +31,14 @@ from market_metarl.meta.rundir import (
     checkpoint_path,
     discard_if_unfinished,
     learner_names,
+    load_checkpoint,
     open_run,
     restore,
     save_checkpoint,
     trim_metrics,
     write_run_json,
 )
+from market_metarl.meta.selection import Best, Selection
 from market_metarl.meta.trainlog import TrainLog
 from market_metarl.parallel import LOCAL, Backend
 from market_metarl.seeding import child_seed
@@ -97,10 +99,13 @@ def train(
     intra-op threads meanwhile; the caller's number is restored on return.
 
     Metrics rows (``metrics.csv``, and TensorBoard under ``[train] tensorboard``) are written
-    every ``[train] log_every`` iterations and at each checkpoint (:mod:`.trainlog`).
+    every ``[train] log_every`` iterations and at each checkpoint (:mod:`.trainlog`). Under
+    ``[train] select_on = "val"`` every learner is scored on the validation tasks every
+    ``select_every`` iterations and keeps its best weights (:mod:`.selection`).
 
     Raises:
-        ConfigError: Unknown algorithm, or TensorBoard asked for and not installed.
+        ConfigError: Unknown algorithm, TensorBoard asked for and not installed, or selection
+            on validation asked for with no validation task long enough.
         RunError: ``out`` holds a different run (or one that cannot be resumed).
     """
     # setup: every check that needs no training is made before the run directory is written
@@ -110,11 +115,23 @@ def train(
     pool.require(exp.train.window_days)
     shapes = Shapes.of(pool)
     log = TrainLog.of(run_dir, exp.train)
+    selection = Selection.of(exp)
     with discard_if_unfinished(run_dir, fresh=not resume):
         state = open_run(run_dir, exp, algo, learners, seed, resume)
         state["shapes"] = shapes.to_json()
         _train_learners(
-            exp, run_dir, learners, state, pool, shapes, seed, resume, on_event, backend, log
+            exp,
+            run_dir,
+            learners,
+            state,
+            pool,
+            shapes,
+            seed,
+            resume,
+            on_event,
+            backend,
+            log,
+            selection,
         )
     return run_dir
 
@@ -131,6 +148,7 @@ def _train_learners(
     on_event: Callable[[TrainEvent], None] | None,
     backend: Backend,
     log: TrainLog,
+    selection: Selection | None,
 ) -> None:
     """The training loop of :func:`train`, over each learner in turn."""
     observations = pool.all_observations()
@@ -143,6 +161,7 @@ def _train_learners(
             )
             rng = np.random.default_rng(child_seed(seed, index, 1))
             done = _iterations_done(run_dir, name, state, learner, rng, resume)
+            best = _best_so_far(run_dir, name, done)
             log.begin(name, done)
             for it in range(done, learner.iterations):
                 # rollout: sample task windows (support + query days)
@@ -152,13 +171,41 @@ def _train_learners(
                 # log: a metrics row every [train] log_every iterations and at each checkpoint
                 ends = (it + 1) % exp.train.checkpoint_every == 0 or it + 1 == learner.iterations
                 metrics = log.record(it + 1, stats, ends_interval=ends)
-                # checkpoint: after the metrics row; a kill anywhere in between resumes exactly
+                # select: score on the validation tasks, keep the best weights (no gradient)
+                if selection is not None and selection.due(it + 1, learner.iterations):
+                    score = selection.score(learner)
+                    log.validation(it + 1, score)
+                    best = selection.offer(best, learner, it + 1, score)
+                # checkpoint: after the metrics rows; a kill anywhere in between resumes exactly
                 if ends:
-                    save_checkpoint(checkpoint_path(run_dir, name), learner, rng, it + 1)
-                    state["iterations"][name] = it + 1
-                    write_run_json(run_dir, state)
+                    _checkpoint(run_dir, name, learner, rng, it + 1, state, best)
                 if metrics is not None and on_event is not None:
                     on_event(TrainEvent(name, it + 1, learner.iterations, metrics))
+
+
+def _checkpoint(
+    run_dir: Path,
+    name: str,
+    learner: Learner,
+    rng: np.random.Generator,
+    iteration: int,
+    state: dict[str, Any],
+    best: Best | None,
+) -> None:
+    """Write learner ``name``'s checkpoint (with its best weights so far), then ``run.json``."""
+    selected = None if best is None else best.payload()
+    save_checkpoint(checkpoint_path(run_dir, name), learner, rng, iteration, selected)
+    state["iterations"][name] = iteration
+    if best is not None:
+        state.setdefault("selected", {})[name] = best.to_json()
+    write_run_json(run_dir, state)
+
+
+def _best_so_far(run_dir: Path, name: str, done: int) -> Best | None:
+    """The best weights learner ``name``'s checkpoint holds (None for a new or unselected run)."""
+    if not done:
+        return None
+    return Best.from_payload(load_checkpoint(checkpoint_path(run_dir, name), name).get("selected"))
 
 
 def _iterations_done(

@@ -14,6 +14,8 @@ iteration it writes one row, the mean of each stat over the iterations since the
   loss on the query days of the meta-batch: positive means adaptation helps); and
   ``time/sec_per_iter`` (wall-clock seconds per iteration since the last row, sampling and the
   previous row's writes included).
+- under ``[train] select_on = "val"``, a ``val_score`` row (and ``val/score`` scalar) at each
+  iteration scored on the validation tasks (:mod:`market_metarl.meta.selection`).
 
 Event files go to ``DIR/<run dir name>/<learner>/`` (``tensorboard = "DIR"``) or to the run
 directory's ``tb/<learner>/`` (``tensorboard = true``). A fresh run hides the steps of an earlier
@@ -141,6 +143,17 @@ class TrainLog:
             self._scalars(iteration, means, seconds)
         self._rows, self._start = [], time.perf_counter()
         return means
+
+    def validation(self, iteration: int, score: float) -> None:
+        """Log the validation score of iteration ``iteration`` (``[train] select_on = "val"``).
+
+        A ``val_score`` row in ``metrics.csv`` (deterministic, so the file stays reproducible)
+        and the TensorBoard scalar ``val/score``.
+        """
+        append_metrics(self.metrics_path, self._learner, iteration, {"val_score": score})
+        if self._writer is not None:
+            self._writer.add_scalar("val/score", score, iteration)
+            self._writer.flush()
 
     def _scalars(self, iteration: int, means: dict[str, float], seconds: float) -> None:
         """One row's TensorBoard scalars, flushed so a watching TensorBoard sees them now."""
