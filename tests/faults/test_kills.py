@@ -45,6 +45,9 @@ def kill_until_done(
     its signal is checked (``check``: its result equals an uninterrupted run's); then, while kills
     are still due, ``out`` is removed so the next kill lands in a run with work left to do (with
     no ``out``, as for a paper step, it returns: the work is done). The last run is not killed.
+    Kill moments are uniform over ``duration`` at first, then over the seconds of the latest run
+    that finished from a fresh start (on a machine whose load changes, a duration measured while
+    it was slower would waste runs that finish before their signal).
     """
     killed = False  # whether the next run starts on what a kill left
     while True:
@@ -55,6 +58,8 @@ def kill_until_done(
         if ran.code == 0:
             check()
             counts.equal += 1
+            if not killed:  # a whole run: later kill points follow the machine's current speed
+                duration = ran.seconds
             if not due or out is None:
                 return
             shutil.rmtree(out)
