@@ -33,3 +33,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in RAY_NOTEBOOKS:
             item.add_marker(pytest.mark.xdist_group("ray"))
+
+
+FAULT_COUNTS = "fault_counts"
+"""User property of a fault test's counts line (``tests/faults/fault_helpers.Counts.publish``)."""
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print each fault test's counts (kills, reruns, equal results) after the run.
+
+    Here, in the root conftest, because under ``pytest -n 2`` only this summary's process (the
+    xdist controller) prints, and it loads this file but not ``tests/faults/conftest.py``.
+    """
+    lines = [
+        str(value)
+        for key in ("passed", "failed")
+        for report in terminalreporter.stats.get(key, [])
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", [])
+        if name == FAULT_COUNTS
+    ]
+    if lines:
+        terminalreporter.write_sep("=", "fault counts")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)

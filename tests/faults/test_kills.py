@@ -6,7 +6,7 @@ Each command runs in a child forked from a warm server (``fork_server.py``) and 
 delay drawn from a seeded generator, uniform over the uninterrupted run's duration; the signal
 (SIGKILL or SIGTERM) is drawn too. The next run is the same command on what the kill left. No code
 under test knows it is being tested. Every test prints its counts (kills, reruns, equal results)
-and the CPU seconds its runs took: ``pytest -rA tests/faults`` shows them.
+and the CPU seconds its runs took; the terminal summary lists them (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ def kill_until_done(
     its signal is checked (``check``: its result equals an uninterrupted run's); then, while kills
     are still due, ``out`` is removed so the next kill lands in a run with work left to do (with
     no ``out``, as for a paper step, it returns: the work is done). The last run is not killed.
+    Kill moments are uniform over ``duration`` at first, then over the seconds of the latest run
+    that finished from a fresh start (on a machine whose load changes, a duration measured while
+    it was slower would waste runs that finish before their signal).
     """
     killed = False  # whether the next run starts on what a kill left
     while True:
@@ -55,6 +58,8 @@ def kill_until_done(
         if ran.code == 0:
             check()
             counts.equal += 1
+            if not killed:  # a whole run: later kill points follow the machine's current speed
+                duration = ran.seconds
             if not due or out is None:
                 return
             shutil.rmtree(out)
@@ -72,7 +77,10 @@ def agent_state(run: Path, learner: str) -> list[torch.Tensor]:
 
 
 def test_train_killed_at_random_moments_resumes_to_the_same_run(
-    server: ForkServer, workdir: Path, trained: tuple[Path, float]
+    server: ForkServer,
+    workdir: Path,
+    trained: tuple[Path, float],
+    request: pytest.FixtureRequest,
 ) -> None:
     counts, rng = Counts(), np.random.default_rng(101)
     ref, duration = trained  # the uninterrupted run
@@ -91,11 +99,14 @@ def test_train_killed_at_random_moments_resumes_to_the_same_run(
         )
 
     kill_until_done(server, argv, duration, KILLS, rng, counts, check, out)
-    print(counts.report("train", duration, server))
+    counts.publish(request, "train", duration, server)
 
 
 def test_backtest_killed_at_random_moments_writes_all_or_nothing(
-    server: ForkServer, workdir: Path, trained: tuple[Path, float]
+    server: ForkServer,
+    workdir: Path,
+    trained: tuple[Path, float],
+    request: pytest.FixtureRequest,
 ) -> None:
     counts, rng = Counts(), np.random.default_rng(202)
     base = ["backtest", "--run", str(trained[0]), "--data", "bundled:SPY", "--protocol", "rolling"]
@@ -115,11 +126,11 @@ def test_backtest_killed_at_random_moments_writes_all_or_nothing(
         assert (out / "metrics.json").read_text() == want
 
     kill_until_done(server, argv, duration, KILLS, rng, counts, check, out)
-    print(counts.report("backtest", duration, server))
+    counts.publish(request, "backtest", duration, server)
 
 
 def test_sweep_killed_at_random_moments_resumes_to_the_same_table(
-    server: ForkServer, workdir: Path
+    server: ForkServer, workdir: Path, request: pytest.FixtureRequest
 ) -> None:
     counts, rng = Counts(), np.random.default_rng(303)
     # the tiny config scored on 2010-2011 only: fewer tasks to score, the same kind of work
@@ -138,7 +149,7 @@ def test_sweep_killed_at_random_moments_resumes_to_the_same_table(
 
     argv = [*base, "--out", str(out)]
     kill_until_done(server, argv.copy, duration, KILLS, rng, counts, check, out)
-    print(counts.report("sweep", duration, server))
+    counts.publish(request, "sweep", duration, server)
 
 
 DAYS: tuple[str, ...] = (
@@ -149,7 +160,11 @@ DAYS: tuple[str, ...] = (
 
 
 def test_paper_step_killed_at_random_moments_never_trades_twice(
-    server: ForkServer, workdir: Path, trained: tuple[Path, float], monkeypatch: pytest.MonkeyPatch
+    server: ForkServer,
+    workdir: Path,
+    trained: tuple[Path, float],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     monkeypatch.chdir(workdir)
     counts, rng = Counts(), np.random.default_rng(404)
@@ -168,7 +183,7 @@ def test_paper_step_killed_at_random_moments_never_trades_twice(
         if counts.kills >= KILLS:
             break
     assert counts.kills >= KILLS
-    print(counts.report("paper step", longest, server))
+    counts.publish(request, "paper step", longest, server)
 
 
 def same_ledgers() -> None:
