@@ -53,7 +53,34 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for name, value in getattr(report, "user_properties", [])
         if name == FAULT_COUNTS
     ]
-    if lines:
+    timing = _fault_suite_timing(terminalreporter)
+    if lines or timing:
         terminalreporter.write_sep("=", "fault counts")
         for line in sorted(lines):
             terminalreporter.write_line(line)
+        if timing:
+            terminalreporter.write_line(timing)
+
+
+def _fault_suite_timing(terminalreporter: pytest.TerminalReporter) -> str | None:
+    """The fault suite's time in this run: from its first test's start to its last test's end
+    (wall, with whatever ran beside it), and the sum of its tests' durations (setup included).
+
+    Issue 15's budget is 3 minutes on 2 cores; this line puts the figure in every CI log.
+    """
+    reports = [
+        report
+        for key in ("passed", "failed", "error", "skipped")
+        for report in terminalreporter.stats.get(key, [])
+        if str(getattr(report, "nodeid", "")).startswith("tests/faults/")
+        and hasattr(report, "start")
+    ]
+    if not reports:
+        return None
+    wall = max(r.stop for r in reports) - min(r.start for r in reports)
+    busy = sum(r.duration for r in reports)
+    tests = len({r.nodeid for r in reports})
+    return (
+        f"fault suite: {tests} tests, {wall:.1f} s from the first start to the last end, "
+        f"{busy:.1f} s of test time in all"
+    )
