@@ -103,24 +103,24 @@ def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
 def _broker_failure(exc: Exception) -> str | None:
     """One line for a broker API that failed outside the order path, else None.
 
-    A read (account, clock, calendar, positions, bars) that fails reaches here. The order path
-    handles its own failures (write-ahead, lookup by client id), so whatever the step had done is
-    either committed or resumed by a rerun (the soak test kills steps anywhere). The modules are
-    looked up in ``sys.modules``: a command that never talked to a broker has not imported them.
+    A read (account, clock, calendar, positions, bars) that fails reaches here; its text is
+    :func:`~market_metarl.live.alpaca_client.failure`'s, the order path's own reading of a failed
+    request. The order path handles its own failures (write-ahead, lookup by client id), so
+    whatever the step had done is either committed or resumed by a rerun (the soak test kills
+    steps anywhere). The client module is looked up in ``sys.modules``: a command that never
+    talked to a broker has not imported it.
     """
-    alpaca = sys.modules.get("alpaca.common.exceptions")
-    requests = sys.modules.get("requests")
-    network = requests is not None and isinstance(exc, requests.RequestException)
-    api = alpaca is not None and isinstance(exc, alpaca.APIError)
-    if not (network or api):
+    client = sys.modules.get("market_metarl.live.alpaca_client")
+    if client is None:
         return None
-    if api:
-        status = getattr(exc, "status_code", None)
-        what = f"HTTP {status}: {str(exc)[:200]}"
-    else:
-        what = f"{type(exc).__name__}: {str(exc)[:200]}"
+    try:
+        _, text = client.failure(exc)
+    except Exception as other:
+        if other is exc:  # not a failed request
+            return None
+        raise
     return (
-        f"the broker's API failed ({what}); the ledger is consistent (orders are written ahead "
+        f"the broker's API failed ({text}); the ledger is consistent (orders are written ahead "
         "and looked up by client id on the next run): run the same command again"
     )
 
