@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -189,7 +190,12 @@ def test_numpy_kernel_is_used_where_numba_does_not_import() -> None:
         "print(env.kernel, obs.shape, np.isfinite(reward).all())\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],  # the code's paths are from the repository root
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == "numpy" and done.stdout.strip().endswith("True")
